@@ -1,0 +1,1 @@
+"""What tocsin tells the world: CAP 1.2 messages, feeds and the views built on transitions."""
