@@ -219,6 +219,110 @@ def cmd_regions_locate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP API, engine and outputs in one process on the embedded stores."""
+    import logging
+
+    import uvicorn
+
+    from tocsin.api import create_app
+    from tocsin.config import settings_from_env
+
+    settings = settings_from_env(
+        host=args.host, port=args.port, data_dir=args.data_dir, regions=args.regions,
+        policy=args.policy, private=args.private or None, mode=args.mode,
+        demo=args.demo or None,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
+                            timeout_graceful_shutdown=10, access_log=False)
+    server = _Server(config)
+    service = app.state.service
+    original_exit = server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        original_exit(sig, frame)
+        if service.closing_loop is not None:
+            with contextlib.suppress(RuntimeError):
+                service.closing_loop.call_soon_threadsafe(service.begin_shutdown)
+
+    server.handle_exit = handle_exit
+    print(f"tocsin serving on http://{settings.host}:{settings.port}/ "
+          f"(data in {settings.data_dir})", file=sys.stderr, flush=True)
+    server.run()
+    return EXIT_OK
+
+
+class _Server:
+    """uvicorn's server, minus re-raising SIGTERM after a graceful shutdown (exit code 0)."""
+
+    def __new__(cls, config: Any) -> Any:
+        import uvicorn
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                import signal
+                import threading
+
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                handled = (signal.SIGINT, signal.SIGTERM)
+                original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+                try:
+                    yield
+                finally:
+                    for sig, handler in original.items():
+                        signal.signal(sig, handler)
+
+        return Quiet(config)
+
+
+def _admin_store(args: argparse.Namespace) -> Any:
+    from tocsin.store.admin import AdminStore
+
+    return AdminStore(Path(args.data_dir) / "admin.db")
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Create an API key; prints the key alone on stdout (it is stored hashed)."""
+    store = _admin_store(args)
+    try:
+        key, rec = store.create_key(args.role, args.name)
+    finally:
+        store.close()
+    print(key)
+    print(f"created key {rec.id} ({rec.name}, {rec.role})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """List keys: id, name, role, created, revoked."""
+    store = _admin_store(args)
+    try:
+        for k in store.list_keys():
+            print(f"{k.id}\t{k.name}\t{k.role}\t{k.created_at}\t{k.revoked_at or '-'}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    """Revoke a key by id or name."""
+    store = _admin_store(args)
+    try:
+        done = store.revoke_key(args.key)
+    finally:
+        store.close()
+    if not done:
+        _err(f"no live key {args.key!r}")
+        return EXIT_CHECK
+    print(f"revoked {args.key}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _latitude(text: str) -> float:
     value = float(text)
     if not -90 <= value <= 90:
@@ -258,6 +362,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regions", help="region set (default: the one recorded in the log)")
     p.add_argument("--policy", help="policy file (default: the one recorded in the log)")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("serve", help="run the HTTP API, engine and outputs",
+                       description=cmd_serve.__doc__)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 8080)")
+    p.add_argument("--data-dir", help="data directory (default ./tocsin-data)")
+    p.add_argument("--regions", help="region set name or GeoJSON path (default ua-hromadas)")
+    p.add_argument("--policy", help="policy file (JSON or TOML)")
+    p.add_argument("--private", action="store_true", help="require a key for reads too")
+    p.add_argument("--mode", choices=("actual", "exercise", "test"),
+                   help="deployment mode (CAP status); default actual")
+    p.add_argument("--demo", action="store_true",
+                   help="play the bundled night-wave scenario in real time (an exercise)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", help="create, list and revoke API keys")
+    ksub = p.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
+    q = ksub.add_parser("create", help="create a key", description=cmd_keys_create.__doc__)
+    q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
+    q.add_argument("--role", required=True, choices=("reader", "sensor", "operator", "admin"))
+    q.add_argument("--name", help="a name recorded with every event the key submits")
+    q.set_defaults(func=cmd_keys_create)
+    q = ksub.add_parser("list", help="list keys", description=cmd_keys_list.__doc__)
+    q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
+    q.set_defaults(func=cmd_keys_list)
+    q = ksub.add_parser("revoke", help="revoke a key", description=cmd_keys_revoke.__doc__)
+    q.add_argument("key", help="key id or name")
+    q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
+    q.set_defaults(func=cmd_keys_revoke)
 
     p = sub.add_parser("regions", help="list region sets and locate points")
     rsub = p.add_subparsers(dest="regions_command", metavar="SUBCOMMAND", required=True)

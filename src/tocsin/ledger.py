@@ -108,7 +108,13 @@ class Ledger:
             raise ValidationError(errors)
         return events
 
-    def submit(self, raws: Sequence[Any], *, key_name: str | None = None) -> list[Accepted]:
+    def submit(
+        self,
+        raws: Sequence[Any],
+        *,
+        key_name: str | None = None,
+        recorded_at: str | None = None,
+    ) -> list[Accepted]:
         """Validate, apply and durably append a batch; duplicates are reported, not re-applied."""
         events = self.validate(raws)
         results: list[Accepted] = []
@@ -124,7 +130,7 @@ class Ledger:
                 step = self.engine.apply(event, seq)
                 entries.append(
                     LogEntry(seq, "event", dumps(dict(event.raw)), event.source, event.id,
-                             key_name)
+                             key_name, recorded_at=recorded_at)
                 )
                 entries.extend(
                     LogEntry(t.seq, "transition", t.to_json(), cause_seq=t.cause_seq)
@@ -143,9 +149,9 @@ class Ledger:
         self.next_seq = seq
         return results
 
-    def tick(self, when: datetime) -> Accepted:
+    def tick(self, when: datetime, *, recorded_at: str | None = None) -> Accepted:
         """Advance the clock to `when` (fires due timers); logged like any event."""
-        return self.submit([tick_event(when)])[0]
+        return self.submit([tick_event(when)], recorded_at=recorded_at)[0]
 
     def drain(self) -> list[Transition]:
         """Run the clock forward until no timer is pending; the transitions that fired."""

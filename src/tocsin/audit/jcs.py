@@ -10,9 +10,13 @@ outside it (non-BMP keys, floats below 1e-4 or of 2**53 and above, subclasses, t
 mappings) takes the general encoder `_write`, a direct transcription of the RFC. Tests check that
 both paths agree on random values.
 
-Values must be I-JSON (RFC 7493): integers beyond +-(2**53 - 1), NaN, infinities and strings that
-are not valid Unicode (lone surrogates) raise `ValueError`, since writing them would silently
-change the value; objects that are not JSON raise `TypeError`.
+Values must be I-JSON (RFC 7493), whose numbers are IEEE 754 doubles. NaN, infinities, strings
+that are not valid Unicode (lone surrogates) and integers that would not come back unchanged
+raise `ValueError` rather than be silently altered; objects that are not JSON raise `TypeError`.
+An integer comes back unchanged when JCS writes the double nearest to it with exactly its digits:
+every integer up to 2**53 in magnitude, and beyond that only those already in canonical form
+(2**53 + 1 is refused, 295147905179352830000 is kept). That rule also makes the output stable
+under Python's own parser, which reads `1e16`'s canonical text `10000000000000000` as an int.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import Final, cast
 
-__all__ = ["canonical_json", "format_number"]
+__all__ = ["MAX_SAFE_INTEGER", "canonical_json", "format_number"]
 
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
@@ -192,9 +196,7 @@ def _write(value: object, parts: list[str]) -> None:
     elif isinstance(value, str):
         parts.append(_quote(value))
     elif isinstance(value, int):
-        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            raise ValueError(f"integer {value} is outside the I-JSON range of +-(2**53 - 1)")
-        parts.append(str(int(value)))
+        parts.append(_format_integer(int(value)))
     elif isinstance(value, float):
         parts.append(format_number(float(value)))
     elif isinstance(value, Mapping):
@@ -226,6 +228,20 @@ def _write(value: object, parts: list[str]) -> None:
         parts.append("]")
     else:
         raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _format_integer(value: int) -> str:
+    """Write an integer, or raise `ValueError` if its JSON double would print differently."""
+    text = str(value)
+    if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return text
+    try:
+        unchanged = format_number(float(value)) == text
+    except OverflowError:
+        unchanged = False
+    if not unchanged:
+        raise ValueError(f"integer {value} cannot be written exactly as a JSON (IEEE 754) number")
+    return text
 
 
 def _quote(text: str) -> str:

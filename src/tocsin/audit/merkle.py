@@ -187,15 +187,14 @@ class MerkleTree:
         """Return MTH(D[start:end]) for a range aligned as the RFC's recursion produces."""
         size = end - start
         result: bytes | None = None
-        level = 0
         # The set bits of `size`, low to high, are the complete subtrees from right to left.
         while size:
-            if size & 1:
-                end -= 1 << level
-                node = self._node(level, end >> level)
-                result = node if result is None else node_hash(node, result)
-            size >>= 1
-            level += 1
+            low = size & -size
+            level = low.bit_length() - 1
+            end -= low
+            node = self._node(level, end >> level)
+            result = node if result is None else node_hash(node, result)
+            size ^= low
         assert result is not None, "empty ranges never reach _range_hash"
         return result
 

@@ -30,6 +30,7 @@ from tocsin.audit.jcs import MAX_SAFE_INTEGER, canonical_json
 from tocsin.audit.merkle import HASH_SIZE
 
 __all__ = [
+    "PUBLIC_KEY_SIZE",
     "SIGNATURE_SIZE",
     "TreeHead",
     "format_timestamp",

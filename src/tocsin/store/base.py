@@ -28,6 +28,7 @@ class LogEntry:
     event_id: str | None = None  # events: the id unique per source
     key_name: str | None = None  # events: the name of the API key that submitted it
     cause_seq: int | None = None  # transitions: the event that caused it
+    recorded_at: str | None = None  # events: wall time it was appended (not part of replay)
 
     def obj(self) -> Any:
         """The body parsed from JSON."""

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS log (
     event_id TEXT,
     key_name TEXT,
     cause_seq INTEGER,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    recorded_at TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS log_event_key ON log (source, event_id)
     WHERE kind = 'event';
@@ -36,7 +37,7 @@ CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
     BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
 """
 
-_COLUMNS = "seq, kind, body, source, event_id, key_name, cause_seq"
+_COLUMNS = "seq, kind, body, source, event_id, key_name, cause_seq, recorded_at"
 
 
 class SQLiteLog(EventLog):
@@ -71,12 +72,13 @@ class SQLiteLog(EventLog):
                     f"seq {entries[0].seq} does not continue the log at {self._max + 1}"
                 )
             rows = [
-                (e.seq, e.kind, e.body, e.source, e.event_id, e.key_name, e.cause_seq)
+                (e.seq, e.kind, e.body, e.source, e.event_id, e.key_name, e.cause_seq,
+                 e.recorded_at)
                 for e in entries
             ]
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(f"INSERT INTO log ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows)
+                self._db.executemany(f"INSERT INTO log ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 self._rollback()
@@ -114,7 +116,7 @@ class SQLiteLog(EventLog):
             if not rows:
                 return
             for r in rows:
-                yield LogEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                yield LogEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
             cursor = rows[-1][0] + 1
 
     def find_event(self, source: str, event_id: str) -> int | None:

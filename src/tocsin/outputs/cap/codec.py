@@ -64,6 +64,8 @@ def _read_xml(xml: bytes) -> ET.Element:
         root = parser.close()
     except ET.ParseError as exc:
         raise CapError(f"not well-formed XML: {exc}") from None
+    except (LookupError, ValueError) as exc:  # an unknown or unusable declared encoding
+        raise CapError(f"unreadable XML: {exc}") from None
     if not isinstance(root, ET.Element):
         raise CapError("not an XML document")
     return root
@@ -120,13 +122,19 @@ def _checked(alert: ET.Element, label: str) -> tuple[ET.Element, bool]:
     except (xmlschema.XMLSchemaException, ValueError, TypeError) as exc:
         raise CapError(f"{label}the schema check could not read the document: {exc}") from None
     if errors:
-        problems = [
-            (_short(str(e.reason or e.message)), _short(str(e.path or "/"))) for e in errors
-        ]
+        problems = [(_reason(e), _short(str(e.path or "/"))) for e in errors]
         reason, path = problems[0]
         more = [f"{r} (at {p})" for r, p in problems[1:]]
         raise CapError(f"{label}CAP 1.2 schema: {reason}", path, more)
     return clean, bool(signatures)
+
+
+def _reason(error: Any) -> str:
+    reason = _short(str(error.reason or error.message))
+    # A bad value is easier to fix when the message shows it; elements are already in the path.
+    if isinstance(error.obj, str):
+        reason += f" (got {error.obj[:60]!r})"
+    return reason
 
 
 def validate(xml: bytes) -> None:

@@ -92,14 +92,19 @@ def _rounded(poly: Polygon) -> Ring | None:
 
 _EARTH_RADIUS_KM: Final = 6371.0088  # IUGG mean radius
 _CIRCLE_VERTICES: Final = 64
+# The mean-radius sphere measures up to 0.56% long against WGS84 (north-south at the equator, where
+# the meridional radius is 6335 km); growing the radius by that much keeps the true circle inside.
+_SPHERE_MARGIN: Final = 1.0057
 
 
 def areas_shapes(msg: CapMessage) -> list[BaseGeometry]:
     """Shapely lon/lat geometries of every polygon and circle in a message, each once.
 
-    A circle becomes a 64-vertex polygon whose vertices lie on the sphere (mean Earth radius) at
-    the radius divided by cos(pi/64), so its straight edges circumscribe the circle instead of
-    cutting into it; the sphere is within 0.5% of WGS84 distances. A zero radius is a point.
+    A circle becomes a 64-vertex polygon computed on a sphere of the mean Earth radius. Two
+    margins keep it covering the true WGS84 circle rather than cutting into it: the radius is
+    divided by cos(pi/64) so the straight edges circumscribe the circle, and raised 0.57% for the
+    sphere's largest error, so the shape is up to 1.2% wider than exact. A zero radius is a
+    point.
     Longitudes are not wrapped at the antimeridian and a circle around a pole is not special-
     cased. Areas given only by geocodes yield no shape: match those codes directly.
     """
@@ -126,7 +131,8 @@ def _valid(geom: BaseGeometry) -> BaseGeometry:
 def _circle_shape(lat: float, lon: float, radius_km: float) -> BaseGeometry:
     if radius_km == 0:
         return Point(lon, lat)
-    delta = min(radius_km / math.cos(math.pi / _CIRCLE_VERTICES) / _EARTH_RADIUS_KM, math.pi)
+    radius = radius_km * _SPHERE_MARGIN / math.cos(math.pi / _CIRCLE_VERTICES)
+    delta = min(radius / _EARTH_RADIUS_KM, math.pi)
     phi1, lam1 = math.radians(lat), math.radians(lon)
     points: list[tuple[float, float]] = []
     for k in range(_CIRCLE_VERTICES):

@@ -1,0 +1,86 @@
+"""Time `RegionSet.hits()` and `locate()` over a bundled set.
+
+    python bench/geo.py [--set ua-hromadas] [--n 2000] [--seed 1]
+
+Origins are random points inside the set (so every query lands on real regions), headings are
+random; each query is timed on its own and the median and 99th percentile are printed in µs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+from tocsin.geo import DEFAULT_REGION_SET, Footprint, RegionSet, load_region_set
+
+# (label, length in metres, heading given?, half-angle)
+CASES = (
+    ("cone 50 km", 50_000.0, True, 30.0),
+    ("cone 200 km", 200_000.0, True, 30.0),
+    ("cone 800 km", 800_000.0, True, 30.0),
+    ("disc 2000 km", 2_000_000.0, False, 180.0),
+)
+
+
+def origins(regions: RegionSet, n: int, rng: random.Random) -> list[tuple[float, float]]:
+    """`n` random (lat, lon) points that fall in some leaf of the set."""
+    west, south, east, north = regions.bounds()
+    out: list[tuple[float, float]] = []
+    while len(out) < n:
+        lat, lon = rng.uniform(south, north), rng.uniform(west, east)
+        if regions.locate(lat, lon) is not None:
+            out.append((lat, lon))
+    return out
+
+
+def timed(calls: list[Callable[[], object]], warmup: int = 50) -> list[float]:
+    """Per-call wall time in µs, after running the first `warmup` calls untimed."""
+    for call in calls[:warmup]:
+        call()
+    times = []
+    for call in calls:
+        start = time.perf_counter_ns()
+        call()
+        times.append((time.perf_counter_ns() - start) / 1_000.0)
+    return times
+
+
+def report(label: str, times: list[float], extra: str = "") -> None:
+    """Print median and p99 of `times`."""
+    p99 = statistics.quantiles(times, n=100)[98]
+    print(f"{label:14s} median {statistics.median(times):9.1f} µs   p99 {p99:9.1f} µs{extra}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print one line per case."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default=DEFAULT_REGION_SET, help="bundled set name or path")
+    parser.add_argument("--n", type=int, default=2000, help="queries per case")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    start = time.perf_counter()
+    regions = load_region_set(args.set)
+    print(f"{regions!r} loaded in {time.perf_counter() - start:.2f} s")
+    points = origins(regions, args.n, rng)
+    for label, length, directed, half in CASES:
+        footprints = [
+            Footprint(lat, lon, length, rng.uniform(0.0, 360.0) if directed else None, half)
+            for lat, lon in points
+        ]
+        hit_counts = [len(regions.hits(fp)) for fp in footprints[:200]]
+        calls: list[Callable[[], object]] = [
+            (lambda fp=fp: regions.hits(fp)) for fp in footprints
+        ]
+        mean_hits = statistics.mean(hit_counts)
+        report(label, timed(calls), f"   ({mean_hits:.0f} hits on average)")
+    calls = [(lambda p=p: regions.locate(*p)) for p in points]
+    report("locate", timed(calls))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

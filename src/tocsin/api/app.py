@@ -1,0 +1,134 @@
+"""`create_app`: the HTTP API of one tocsin node, as a FastAPI (Starlette) application.
+
+Nothing runs at import. The lifespan rebuilds the state from the log, starts the clock and the
+webhook dispatcher, and on shutdown lets in-flight writes finish before closing the stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tocsin import __version__
+from tocsin.api.auth import RateLimiter
+from tocsin.api.metrics import Metrics
+from tocsin.config import Settings
+from tocsin.errors import TocsinError, ValidationError
+from tocsin.service import Service
+
+__all__ = ["create_app"]
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, by header or by counting."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(self.limit, send)
+                return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    body = f'{{"detail":"request body over {limit} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_body(exc: TocsinError) -> dict[str, Any]:
+    """The JSON of an error answer: field-level detail for validation errors."""
+    if isinstance(exc, ValidationError):
+        return {
+            "detail": "invalid input",
+            "errors": [{"field": e.field, "reason": e.reason} for e in exc.errors],
+        }
+    return {"detail": str(exc)}
+
+
+def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
+    """Build the application; `service` may be given by tests, else one is made from settings."""
+    svc = service if service is not None else Service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from tocsin.outputs.webhooks import WebhookDispatcher
+
+        await svc.start()
+        dispatcher = WebhookDispatcher(svc, app.state.metrics)
+        svc.on_publish.append(lambda _envs: dispatcher.wake())
+        dispatcher.start()
+        try:
+            yield
+        finally:
+            await dispatcher.stop()
+            await svc.stop()
+
+    app = FastAPI(
+        title="tocsin",
+        version=__version__,
+        description="Air-raid warning: ingest detections, read alerts, stream transitions.",
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    app.state.settings = settings
+    app.state.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+    app.state.metrics = Metrics(svc)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    @app.exception_handler(TocsinError)
+    async def tocsin_error(_request: Request, exc: TocsinError) -> JSONResponse:
+        return JSONResponse(error_body(exc), status_code=exc.status_hint)
+
+    from tocsin.api import admin, ingest, read, stream
+
+    app.include_router(ingest.router)
+    app.include_router(read.router)
+    app.include_router(stream.router)
+    app.include_router(admin.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the state is rebuilt from the log and writes are accepted."""
+        if not svc.ready:
+            raise HTTPException(503, "recovering from the log")
+        return JSONResponse({"status": "ready", "seq": svc.ledger.next_seq - 1})
+
+    return app

@@ -1,0 +1,85 @@
+"""Settings of a running tocsin: defaults < `TOCSIN_*` environment < command-line flags.
+
+Every setting has a help string; `docs/cli.md` and `tocsin serve --help` are generated from
+`SETTINGS`, and a test checks each one is documented.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["SETTINGS", "Settings", "settings_from_env"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """One frozen bag of every setting; passed down explicitly, never global."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("tocsin-data")
+    regions: str = "ua-hromadas"
+    policy: str | None = None
+    private: bool = False
+    mode: str = "actual"
+    rate_limit: float = 50.0
+    rate_burst: int = 200
+    max_body_bytes: int = 1_048_576
+    heartbeat_s: float = 15.0
+    tick_s: float = 1.0
+    webhook_timeout_s: float = 5.0
+    webhook_max_backoff_s: float = 300.0
+    demo: bool = False
+
+
+SETTINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "host": "Address to listen on.",
+        "port": "TCP port to listen on.",
+        "data_dir": "Directory holding the log (tocsin.db), keys and subscriptions (admin.db).",
+        "regions": "Region set: ua-oblasts, ua-raions, ua-hromadas or a GeoJSON path.",
+        "policy": "Policy file (JSON or TOML) overriding the engine's defaults.",
+        "private": "Require a reader (or stronger) key for read endpoints too.",
+        "mode": "Deployment mode: actual, exercise or test (CAP status; drills are marked).",
+        "rate_limit": "Requests per second allowed per API key (token bucket refill rate).",
+        "rate_burst": "Requests a key may send at once before the rate limit applies.",
+        "max_body_bytes": "Largest request body accepted; larger ones get 413.",
+        "heartbeat_s": "Seconds between SSE heartbeat comments on an idle stream.",
+        "tick_s": "Seconds between clock checks that fire the engine's due timers.",
+        "webhook_timeout_s": "Seconds a webhook receiver has to answer one delivery.",
+        "webhook_max_backoff_s": "Longest wait between retries of a failing webhook.",
+        "demo": "Play the bundled night-wave scenario in real time (marked as an exercise).",
+    }
+)
+
+
+def _coerce(template: Any, text: str) -> Any:
+    if isinstance(template, bool):
+        return text.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(template, int):
+        return int(text)
+    if isinstance(template, float):
+        return float(text)
+    if isinstance(template, Path):
+        return Path(text)
+    return text
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then `TOCSIN_<NAME>` variables, then explicit overrides (None is ignored)."""
+    env = os.environ if env is None else env
+    base = Settings()
+    changes: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(f"TOCSIN_{f.name.upper()}")
+        if raw is not None:
+            changes[f.name] = _coerce(getattr(base, f.name), raw)
+    changes.update({k: v for k, v in overrides.items() if v is not None})
+    if "data_dir" in changes:
+        changes["data_dir"] = Path(changes["data_dir"])
+    return replace(base, **changes)

@@ -1,0 +1,214 @@
+"""Keys, webhook subscriptions and their delivery log: the server's small mutable state.
+
+Kept apart from the event log (its own SQLite file, `admin.db`), because this state changes
+in place (revocations, delivery cursors) while the log only grows. API keys are random 256-bit
+tokens, so a single SHA-256 is enough to store them (no password stretching needed); only the
+hash is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tocsin.errors import FieldError, OperationalError, ValidationError
+from tocsin.model import format_time
+
+__all__ = ["ROLES", "AdminStore", "ApiKey", "Delivery", "SubscriptionRecord", "hash_key"]
+
+ROLES = ("reader", "sensor", "operator", "admin")
+KEY_PREFIX = "tk_"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL, revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, spec TEXT NOT NULL,
+    created_at TEXT NOT NULL, cursor INTEGER NOT NULL, active INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, subscription TEXT NOT NULL, seq INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, at TEXT NOT NULL, status INTEGER, error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_sub ON deliveries (subscription, id);
+"""
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key as stored (never the key itself)."""
+
+    id: str
+    name: str
+    role: str
+    created_at: str
+    revoked_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the admin API."""
+        return {"id": self.id, "name": self.name, "role": self.role,
+                "created_at": self.created_at, "revoked_at": self.revoked_at}
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """A webhook subscription: where to deliver, what matches, how far it got."""
+
+    id: str
+    url: str
+    secret: str
+    spec: dict[str, Any]
+    created_at: str
+    cursor: int
+    active: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the admin API (the secret is shown only at creation)."""
+        return {"id": self.id, "url": self.url, **self.spec, "created_at": self.created_at,
+                "delivered_through_seq": self.cursor, "active": self.active}
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery attempt."""
+
+    subscription: str
+    seq: int
+    attempt: int
+    at: str
+    status: int | None
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the admin API."""
+        return {"subscription": self.subscription, "seq": self.seq, "attempt": self.attempt,
+                "at": self.at, "status": self.status, "error": self.error}
+
+
+def _now() -> str:
+    return format_time(datetime.now(UTC))
+
+
+class AdminStore:
+    """Keys, subscriptions and deliveries in `admin.db` next to the log."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise OperationalError(f"{self.path}: {exc}") from exc
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise OperationalError(f"{self.path}: {exc}") from exc
+
+    # --- keys ----------------------------------------------------------------------------------
+
+    def create_key(self, role: str, name: str | None = None) -> tuple[str, ApiKey]:
+        """Make a new key; returns the key (shown once) and its record."""
+        if role not in ROLES:
+            raise ValidationError(FieldError("role", f"must be one of {', '.join(ROLES)}"))
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        digest = hash_key(key)
+        rec = ApiKey(digest[:12], name or f"{role}-{digest[:6]}", role, _now(), None)
+        self._run("INSERT INTO api_keys VALUES (?,?,?,?,?,?)",
+                  (rec.id, rec.name, rec.role, digest, rec.created_at, None))
+        return key, rec
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The live key record for a presented key, or None."""
+        rows = self._run("SELECT id, name, role, created_at, revoked_at FROM api_keys "
+                         "WHERE hash = ? AND revoked_at IS NULL", (hash_key(key),))
+        return ApiKey(*rows[0]) if rows else None
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones too."""
+        rows = self._run("SELECT id, name, role, created_at, revoked_at FROM api_keys "
+                         "ORDER BY created_at, id")
+        return [ApiKey(*r) for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke by id (or name); False if no live key matched."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) "
+                "AND revoked_at IS NULL", (_now(), key_id, key_id))
+        return cur.rowcount > 0
+
+    # --- subscriptions -------------------------------------------------------------------------
+
+    def create_subscription(
+        self, url: str, spec: dict[str, Any], cursor: int
+    ) -> SubscriptionRecord:
+        """Store a subscription starting after `cursor` (the current log end)."""
+        rec = SubscriptionRecord(secrets.token_hex(8), url, secrets.token_urlsafe(32), spec,
+                                 _now(), cursor, True)
+        self._run("INSERT INTO subscriptions VALUES (?,?,?,?,?,?,1)",
+                  (rec.id, rec.url, rec.secret, json.dumps(spec), rec.created_at, cursor))
+        return rec
+
+    def subscriptions(self, *, active_only: bool = False) -> list[SubscriptionRecord]:
+        """Every subscription."""
+        sql = "SELECT id, url, secret, spec, created_at, cursor, active FROM subscriptions"
+        if active_only:
+            sql += " WHERE active = 1"
+        rows = self._run(sql + " ORDER BY created_at, id")
+        return [SubscriptionRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], bool(r[6]))
+                for r in rows]
+
+    def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
+        """One subscription by id."""
+        return next((s for s in self.subscriptions() if s.id == sub_id), None)
+
+    def deactivate_subscription(self, sub_id: str) -> bool:
+        """Stop delivering to a subscription."""
+        with self._lock:
+            cur = self._db.execute("UPDATE subscriptions SET active = 0 WHERE id = ? "
+                                   "AND active = 1", (sub_id,))
+        return cur.rowcount > 0
+
+    def advance_cursor(self, sub_id: str, seq: int) -> None:
+        """Record that everything up to `seq` was delivered (or did not match)."""
+        self._run("UPDATE subscriptions SET cursor = ? WHERE id = ? AND cursor < ?",
+                  (seq, sub_id, seq))
+
+    def record_delivery(self, d: Delivery) -> None:
+        """Append to the delivery log."""
+        self._run("INSERT INTO deliveries (subscription, seq, attempt, at, status, error) "
+                  "VALUES (?,?,?,?,?,?)", (d.subscription, d.seq, d.attempt, d.at, d.status,
+                                           d.error))
+
+    def deliveries(self, sub_id: str, limit: int = 100) -> list[Delivery]:
+        """The latest delivery attempts of a subscription, newest first."""
+        rows = self._run("SELECT subscription, seq, attempt, at, status, error FROM deliveries "
+                         "WHERE subscription = ? ORDER BY id DESC LIMIT ?", (sub_id, limit))
+        return [Delivery(*r) for r in rows]
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
