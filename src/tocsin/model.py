@@ -31,6 +31,7 @@ __all__ = [
     "Impact",
     "OperatorAlert",
     "Position",
+    "SirenStatus",
     "ThreatLevel",
     "Tick",
     "TrackEnd",
@@ -54,6 +55,7 @@ OBJECT_CLASSES: Final = (
 PHASES: Final = ("launch", "cruise", "terminal")
 TRACK_END_REASONS: Final = ("intercepted", "impact", "lost", "left_area")
 IMPACT_KINDS: Final = ("explosion", "debris")
+SIREN_STATES: Final = ("ok", "fault", "offline")
 ALERT_TYPES: Final = ("air_raid", "artillery_shelling", "urban_fights", "chemical", "nuclear")
 ACTIONS: Final = ("raise", "clear")
 SEVERITIES: Final = ("pre_alert", "alert", "imminent")
@@ -176,13 +178,24 @@ class ThreatLevel(_EventBase):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SirenStatus(_EventBase):
+    """What the siren gateway observed of one siren: ok, fault (no ack) or offline."""
+
+    type: str = "siren_status"
+    siren: str
+    region: str
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Tick(_EventBase):
     """The clock advances."""
 
     type: str = "tick"
 
 
-Event = Detection | TrackEnd | Impact | OperatorAlert | ThreatLevel | Tick
+Event = Detection | TrackEnd | Impact | OperatorAlert | ThreatLevel | SirenStatus | Tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +382,8 @@ def parse_event(
     f = _Fields(obj)
     etype = f.choice(
         "type",
-        ("detection", "track_end", "impact", "operator_alert", "threat_level", "tick"),
+        ("detection", "track_end", "impact", "operator_alert", "threat_level", "siren_status",
+         "tick"),
     )
     eid = f.string("id")
     source = f.string("source")
@@ -442,6 +456,16 @@ def parse_event(
             assert regions and operator and isinstance(level, int)
             event = ThreatLevel(
                 **common, regions=regions, level=level, operator=operator, note=note
+            )
+    elif etype == "siren_status":
+        siren = f.string("siren")
+        region_list = f.regions("region", region_known)
+        status = f.choice("status", SIREN_STATES)
+        reason = f.string("reason", required=False, max_len=500)
+        if not f.errors:
+            assert siren and region_list and status
+            event = SirenStatus(
+                **common, siren=siren, region=region_list[0], status=status, reason=reason
             )
     elif etype == "tick" and not f.errors:
         event = Tick(**common)

@@ -379,13 +379,13 @@ python_values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(python_values)
 def test_round_trip(value: object) -> None:
     assert json.loads(canonical_json(value)) == value
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(json_values)
 def test_any_value(value: object) -> None:
     out = canonical_json(value)
@@ -397,7 +397,7 @@ def test_any_value(value: object) -> None:
     assert general(value) == out
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(fast_values)
 def test_fast_path_equals_the_general_encoder(value: object) -> None:
     try:

@@ -16,6 +16,7 @@ EVENT_ROLES = {
     "detection": "sensor",
     "track_end": "sensor",
     "impact": "sensor",
+    "siren_status": "sensor",
     "operator_alert": "operator",
     "threat_level": "operator",
 }

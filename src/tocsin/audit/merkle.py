@@ -235,17 +235,15 @@ def verify_inclusion(
 def verify_consistency(
     first: int, second: int, first_root: bytes, second_root: bytes, path: Sequence[bytes]
 ) -> bool:
-    """Check a consistency proof as RFC 9162 §2.1.4.2 describes (0 < first < second).
-
-    The trivial cases have an empty proof: size 0 is consistent with any later tree (its root
-    must still be `EMPTY_ROOT`), and a size is consistent with itself when the roots are equal.
-    """
+    """Check a consistency proof as RFC 9162 §2.1.4.2 describes, plus the two trivial cases."""
     if len(first_root) != HASH_SIZE or len(second_root) != HASH_SIZE:
         return False
     if any(len(c) != HASH_SIZE for c in path):
         return False
     if not 0 <= first <= second:
         return False
+    # The RFC covers 0 < first < second. The empty tree is a prefix of every tree, and a tree of
+    # itself; both need an empty proof, and the roots that can be checked must match.
     if first == 0:
         return not path and first_root == EMPTY_ROOT
     if first == second:

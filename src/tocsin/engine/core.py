@@ -31,6 +31,7 @@ from tocsin.model import (
     Event,
     Impact,
     OperatorAlert,
+    SirenStatus,
     ThreatLevel,
     Tick,
     TrackEnd,
@@ -99,11 +100,13 @@ class Engine:
         self.tracks: dict[str, Track] = {}
         self.alerts: dict[tuple[str, str], Alert] = {}
         self.levels: dict[str, int] = {}
+        self.sirens: dict[str, str] = {}  # siren id -> last status other than ok
         self._covered_by: dict[str, set[str]] = {}
         self._operators: dict[tuple[str, str], set[str]] = {}
         self._suppressed: dict[tuple[str, str], set[str]] = {}
         self._timers: list[tuple[int, int, str, Any]] = []
         self._timer_n = 0
+        self._crossing: dict[str, list[str]] = {}  # track -> leaves its escalate timer re-decides
         self._serial = 0
         self._serials: dict[str, int] = {}
         # scratch of the event being applied
@@ -138,6 +141,8 @@ class Engine:
             ]
             if bad:
                 raise EventRejected(bad)
+        if isinstance(event, SirenStatus) and event.region not in self.regions.regions:
+            raise EventRejected(FieldError("region", f"unknown region {event.region!r}"))
 
     def apply(self, event: Event, seq: int) -> Step:
         """Apply the event logged at `seq`; its transitions take seq+1, seq+2, …"""
@@ -302,6 +307,26 @@ class Engine:
                 (("level", event.level), ("previous_level", old)),
             )
 
+    @_on.register
+    def _(self, event: SirenStatus) -> None:
+        # A fault is reported once when it starts and once when the siren recovers; repeated
+        # reports of the same state are no news.
+        previous = self.sirens.get(event.siren, "ok")
+        if event.status == previous:
+            return
+        if event.status == "ok":
+            del self.sirens[event.siren]
+            status = "recovered"
+        else:
+            self.sirens[event.siren] = event.status
+            status = event.status
+        extra: tuple[tuple[str, Any], ...] = (("siren", event.siren), ("status", status))
+        if event.reason:
+            extra += (("reason", event.reason),)
+        for leaf in self._leaves([event.region]):
+            self._emit("siren_fault", leaf, None, None, (f"siren:{event.siren}",), None,
+                       tuple(sorted(extra)))
+
     # --- tracks --------------------------------------------------------------------------------
 
     def _needs_redraw(self, tr: Track, ev: Detection, weapon_id: str, speed: float) -> bool:
@@ -342,24 +367,33 @@ class Engine:
             self._covered_by.setdefault(leaf, set()).add(tr.id)
         for leaf in sorted(old.keys() | new.keys()):
             self._evaluate(leaf, AIR_RAID)
-        tr.escalate_at = self._next_crossing(tr, now)
+        tr.escalate_at, self._crossing[tr.id] = self._next_crossing(tr, now)
         if tr.escalate_at:
             self._push(tr.escalate_at, "escalate", (tr.id, self._serials[tr.id]))
 
-    def _next_crossing(self, tr: Track, now: int) -> int:
-        """When the next ETA of this track crosses a severity threshold (0: never)."""
+    def _next_crossing(self, tr: Track, now: int) -> tuple[int, list[str]]:
+        """When the next ETA of this track crosses a severity threshold (0: never), and where.
+
+        Only the leaves crossing then can change severity when the timer fires: every other
+        leaf's ETAs stay on the same side of every threshold, so they are not re-decided.
+        """
         alert_s = self.policy.horizon(tr.profile).alert_s
         elapsed = (now - tr.t_cov) / 1e6
         best = math.inf
+        where: list[str] = []
         for leaf, eta0 in tr.coverage.items():
             eta = eta0 - elapsed
             for threshold in (self._shelter[leaf], alert_s):
-                if eta > threshold and eta - threshold < best:
-                    best = eta - threshold
+                if eta > threshold:
+                    wait = math.ceil((eta - threshold) * 1e6)
+                    if wait < best:
+                        best, where = wait, [leaf]
+                    elif wait == best and where[-1] != leaf:
+                        where.append(leaf)
         if best is math.inf:
-            return 0
+            return 0, []
         # one microsecond past the crossing, so the ETA is at or below the threshold then
-        return now + math.ceil(best * 1e6) + 1
+        return now + int(best) + 1, where
 
     def _schedule_track(self, tr: Track) -> None:
         key = (tr.id, self._serials[tr.id])
@@ -372,6 +406,7 @@ class Engine:
     def _end_track(self, tr: Track) -> None:
         del self.tracks[tr.id]
         del self._serials[tr.id]
+        self._crossing.pop(tr.id, None)
         old, tr.coverage = tr.coverage, {}
         for leaf in sorted(old):
             covering = self._covered_by[leaf]
@@ -493,9 +528,9 @@ class Engine:
                     tr.reckon_at = self._now + int(self.policy.reckon_s * 1e6)
                     self._push(tr.reckon_at, "reckon", key)
             else:
-                for leaf in sorted(tr.coverage):
+                for leaf in sorted(self._crossing[tr.id]):
                     self._evaluate(leaf, AIR_RAID)
-                tr.escalate_at = self._next_crossing(tr, self._now)
+                tr.escalate_at, self._crossing[tr.id] = self._next_crossing(tr, self._now)
                 if tr.escalate_at:
                     self._push(tr.escalate_at, "escalate", key)
 

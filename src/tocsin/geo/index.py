@@ -8,12 +8,18 @@ fixed number of vectorised calls and no per-region Python work:
 1. `Geod.fwd` for the arc vertices (one call), the planar frame for them and the origin (one call);
 2. `STRtree.query(polygon)`: leaves whose bounding box meets the footprint's;
 3. a numpy pre-filter on those candidates, which decides most of them without GEOS: a leaf whose
-   bounding circle lies beyond the footprint's farthest vertex or outside the cone's wedge is
-   out, a leaf whose interior point (`point_on_surface`) is inside the footprint is in;
-4. the exact GEOS `intersects` test for the undecided rest, against the prepared footprint (about
-   1 µs per polygon, so skipping most candidates is most of the speed);
-5. `shapely.shortest_line` from each hit to the origin: the nearest point of each region, and
-   the frame's geodesic distance to it (see `tocsin.geo.planar`).
+   bounding circle lies beyond the footprint's farthest vertex or outside one of the half-planes
+   holding a cone is out, a leaf whose interior point (`point_on_surface`) is inside the
+   footprint is in;
+4. the exact GEOS `intersects` test for the undecided rest, with the leaves prepared once at
+   construction (still about 1 µs a polygon, so deciding most candidates without it is most of
+   the speed);
+5. `shapely.distance` from each hit to the origin, turned into geodesic metres by the frame's
+   scale correction (see `tocsin.geo.planar`). The correction samples the scale along the
+   segment to the region's nearest point. For a leaf across which the scale varies by under
+   0.1 % the point on the ray towards its centre at the same distance does nearly as well (it
+   lies in the leaf's bounding circle, so the result moves by under 0.05 %) and is much cheaper
+   than `shapely.shortest_line`, which is kept for larger leaves.
 
 Tree order is sorted-id order, so sorting indices sorts by id and the lowest index on a border is
 the lowest id.
@@ -45,6 +51,9 @@ REACH_CHECK_M = 2_000_000.0
 REACH_MARGIN = 1.02
 # Footprint outlines for display are densified so their straight lon/lat edges follow the
 # planar edges that `hits()` used to within centimetres.
+# Above this scale variation within a leaf, its nearest point is found exactly (see step 5);
+# below it, standing in for the nearest point moves a distance by at most half as much.
+LARGE_LEAF_SCALE_VARIATION = 1e-3
 OUTLINE_SEGMENTS = 120
 OUTLINE_MIN_SEGMENT_M = 1_000.0
 
@@ -58,9 +67,9 @@ class _Area(NamedTuple):
     # Every point of the polygon is within `reach` of the origin: it is star-shaped from the
     # origin and its vertices are.
     reach: float
-    # Direction (radians, counter-clockwise from +x) and half-width of the wedge holding a cone.
-    wedge: tuple[float, float] | None
-    # False when the polygon had to be repaired, which voids the reach/wedge reasoning.
+    # Outward unit normals (rows) of half-planes through the origin that hold the polygon.
+    normals: FloatArray | None
+    # False when the polygon had to be repaired, which voids the reach/normals reasoning.
     simple: bool
 
 
@@ -68,11 +77,11 @@ class LeafIndex:
     """Leaf polygons of a region set, projected once, with the trees to query them."""
 
     __slots__ = (
-        "_cx",
-        "_cy",
+        "_centre",
         "_hull_lat",
         "_hull_lon",
         "_ids",
+        "_large",
         "_lonlat_tree",
         "_planar",
         "_radius",
@@ -103,12 +112,16 @@ class LeafIndex:
         self._lonlat_tree = shapely.STRtree(lonlat)
         # Bounding circle (bbox centre, farthest vertex) and an interior point of every leaf.
         box = shapely.bounds(self._planar).reshape(-1, 4)
-        self._cx = (box[:, 0] + box[:, 2]) / 2.0
-        self._cy = (box[:, 1] + box[:, 3]) / 2.0
+        self._centre = (box[:, :2] + box[:, 2:]) / 2.0
         coords, owner = shapely.get_coordinates(self._planar, return_index=True)
-        spread = np.hypot(coords[:, 0] - self._cx[owner], coords[:, 1] - self._cy[owner])
+        spread = np.hypot(*(coords - self._centre[owner]).T)
         self._radius = np.zeros(lonlat.size)
         np.maximum.at(self._radius, owner, spread)
+        # Where the scale varies too much across a leaf to stand in for its nearest point.
+        variation = self.frame.scale_variation(self._centre[:, 0], self._centre[:, 1], self._radius)
+        self._large = variation > LARGE_LEAF_SCALE_VARIATION
+        # Prepared leaves make the exact test about a third cheaper; they are reused forever.
+        shapely.prepare(self._planar)
         inner = shapely.get_coordinates(shapely.point_on_surface(self._planar))
         self._rx, self._ry = inner[:, 0].copy(), inner[:, 1].copy()
         self._hull_lon, self._hull_lat = self._hull(coords)
@@ -139,12 +152,31 @@ class LeafIndex:
         found = self._intersecting(area)
         if not found.size:
             return []
-        lines = shapely.shortest_line(self._planar[found], shapely.points(area.ox, area.oy))
-        near = shapely.get_coordinates(lines)[0::2]
-        # An origin inside a region comes back as its own nearest point: distance exactly 0.
-        dist = self.frame.distances(fp.lon, fp.lat, area.ox, area.oy, near[:, 0], near[:, 1])
+        dist = self._distances(fp, area, found)
         ids = self._ids
         return [(ids[i], d) for i, d in zip(found.tolist(), dist.tolist(), strict=True)]
+
+    def _distances(self, fp: Footprint, area: _Area, found: NDArray[np.intp]) -> FloatArray:
+        """Geodesic metres from the footprint origin to the nearest point of each found leaf."""
+        leaves = self._planar[found]
+        origin = shapely.points(area.ox, area.oy)
+        if not self.frame.conic:
+            near = shapely.get_coordinates(shapely.shortest_line(leaves, origin))[0::2]
+            return self.frame.distances(fp.lon, fp.lat, area.ox, area.oy, near[:, 0], near[:, 1])
+        # An origin inside a leaf gives exactly 0, which the scale factor keeps.
+        planar = shapely.distance(leaves, origin)
+        towards = self._centre[found] - (area.ox, area.oy)
+        span = np.hypot(towards[:, 0], towards[:, 1])
+        stretch = np.divide(planar, span, out=np.zeros(span.size), where=span > 0.0)
+        near = towards * stretch[:, None] + (area.ox, area.oy)
+        large = self._large[found]
+        if large.any():
+            near[large] = shapely.get_coordinates(shapely.shortest_line(leaves[large], origin))[
+                0::2
+            ]
+        return self.frame.distances(
+            fp.lon, fp.lat, area.ox, area.oy, near[:, 0], near[:, 1], planar
+        )
 
     def _intersecting(self, area: _Area) -> NDArray[np.intp]:
         """Sorted indices of the leaves that intersect the planar footprint."""
@@ -156,24 +188,16 @@ class LeafIndex:
         candidates: NDArray[np.intp] = self._tree.query(polygon)
         if not candidates.size:
             return candidates
-        dx = self._cx[candidates] - area.ox
-        dy = self._cy[candidates] - area.oy
-        centre = np.hypot(dx, dy)
-        radius = self._radius[candidates]
+        offset = self._centre[candidates] - (area.ox, area.oy)
         # A 1 m pad keeps rounding from ever dropping a polygon that touches.
-        maybe = centre - radius <= area.reach + 1.0
-        if area.wedge is not None:
-            direction, half = area.wedge
-            off_axis = np.abs((np.arctan2(dy, dx) - direction + math.pi) % math.tau - math.pi)
-            ratio = np.divide(radius, centre, out=np.full(centre.size, 2.0), where=centre > 0.0)
-            # Half the angle the bounding circle subtends; pi when it holds the origin.
-            subtends = np.where(ratio < 1.0, np.arcsin(np.minimum(ratio, 1.0)), math.pi)
-            maybe &= off_axis - subtends <= half + 1e-9
+        radius = self._radius[candidates] + 1.0
+        maybe = np.einsum("ij,ij->i", offset, offset) <= (radius + area.reach) ** 2
+        if area.normals is not None:
+            maybe &= (offset @ area.normals.T <= radius[:, None]).all(axis=1)
         candidates = candidates[maybe]
-        shapely.prepare(polygon)
         inside = shapely.contains_xy(polygon, self._rx[candidates], self._ry[candidates])
         rest = candidates[~inside]
-        touching = rest[shapely.intersects(polygon, self._planar[rest])]
+        touching = rest[shapely.intersects(self._planar[rest], polygon)]
         found = np.concatenate((candidates[inside], touching))
         found.sort()
         return found
@@ -208,16 +232,12 @@ class LeafIndex:
             ox, oy = float(x[0]), float(y[0])
             return _Area(shapely.points(ox, oy), ox, oy, 0.0, None, False)
         lon, lat, cone = outline(fp, length)
-        wedge = None
+        normals = None
         if cone:
             x, y = self.frame.forward(lon, lat)
             ox, oy = float(x[0]), float(y[0])
-            # Arc vertices run clockwise (by azimuth) from the first to the last, so the wedge
-            # runs counter-clockwise from the last side to the first.
-            first = math.atan2(y[1] - oy, x[1] - ox)
-            last = math.atan2(y[-1] - oy, x[-1] - ox)
-            half = ((first - last) % math.tau) / 2.0
-            wedge = (last + half, half)
+            if fp.half_angle_deg <= 90.0:
+                normals = _wedge_normals(x[1] - ox, y[1] - oy, x[-1] - ox, y[-1] - oy)
             rim_x, rim_y = x[1:], y[1:]
             ring = np.column_stack((x, y))
         else:
@@ -230,4 +250,22 @@ class LeafIndex:
         polygon: BaseGeometry = shapely.polygons(ring)
         if huge and not polygon.is_valid:
             return _Area(shapely.make_valid(polygon), ox, oy, reach, None, False)
-        return _Area(polygon, ox, oy, reach, wedge, True)
+        return _Area(polygon, ox, oy, reach, normals, True)
+
+
+def _wedge_normals(x_first: float, y_first: float, x_last: float, y_last: float) -> FloatArray:
+    """Outward normals of the two sides of a convex cone and of its back half-plane.
+
+    The arc runs clockwise by azimuth from the first side to the last, so in x/y the cone
+    opens counter-clockwise from the last side to the first.
+    """
+    first = math.atan2(y_first, x_first)
+    last = math.atan2(y_last, x_last)
+    axis = last + ((first - last) % math.tau) / 2.0
+    return np.array(
+        [
+            (math.sin(last), -math.cos(last)),
+            (-math.sin(first), math.cos(first)),
+            (-math.cos(axis), -math.sin(axis)),
+        ]
+    )

@@ -44,7 +44,7 @@ FloatArray = NDArray[np.float64]
 class PlanarFrame:
     """A projection from lon/lat to metres and back, with its transformers built once."""
 
-    __slots__ = ("_apex_x", "_apex_y", "_forward", "_inverse", "_k", "_rho", "crs")
+    __slots__ = ("_apex_x", "_apex_y", "_forward", "_inverse", "_inv_k", "_k", "_rho", "crs")
 
     def __init__(self, crs: CRS, *, conic: tuple[float, bool] | None = None) -> None:
         self.crs = crs
@@ -53,6 +53,7 @@ class PlanarFrame:
         self._inverse = Transformer.from_crs(crs, _LONLAT, always_xy=True)
         self._rho: FloatArray | None = None
         self._k: FloatArray = np.empty(0)
+        self._inv_k: FloatArray = np.empty(0)
         self._apex_x = self._apex_y = 0.0
         if conic is not None:
             self._scale_table(*conic)
@@ -71,6 +72,7 @@ class PlanarFrame:
         order = np.argsort(rho)
         self._rho = rho[order]
         self._k = np.asarray(factors.parallel_scale, dtype=np.float64)[order]
+        self._inv_k = 1.0 / self._k
 
     @classmethod
     def for_extent(
@@ -106,17 +108,48 @@ class PlanarFrame:
         lon, lat = self._inverse.transform(x, y)
         return lon, lat
 
+    @property
+    def conic(self) -> bool:
+        """True when distances come from the plane with a scale correction (see module doc)."""
+        return self._rho is not None
+
+    def scale_variation(self, x: FloatArray, y: FloatArray, radius: FloatArray) -> FloatArray:
+        """How much the scale factor varies within `radius` of planar points (0 if not conic)."""
+        if self._rho is None:
+            return np.zeros(np.shape(x))
+        rho = np.hypot(x - self._apex_x, y - self._apex_y)
+        # k(rho) has one minimum between the standard parallels, so sample across the range.
+        samples = rho[:, None] + radius[:, None] * np.linspace(-1.0, 1.0, 9)[None, :]
+        k = np.interp(samples, self._rho, self._k)
+        result: FloatArray = k.max(axis=1) - k.min(axis=1)
+        return result
+
     def distances(
-        self, lon: float, lat: float, x0: float, y0: float, x: FloatArray, y: FloatArray
+        self,
+        lon: float,
+        lat: float,
+        x0: float,
+        y0: float,
+        x: FloatArray,
+        y: FloatArray,
+        planar: FloatArray | None = None,
     ) -> FloatArray:
-        """Geodesic metres from the origin (`lon`/`lat`, planar `x0`/`y0`) to planar points."""
-        planar = np.hypot(x - x0, y - y0)
+        """Geodesic metres from the origin (`lon`/`lat`, planar `x0`/`y0`) to planar points.
+
+        `planar`, if given, is the planar length to use for each point (the exact distance to a
+        region, when `x`/`y` only stand in for its nearest point to place the scale samples).
+        """
+        if planar is None:
+            planar = np.hypot(x - x0, y - y0)
         if self._rho is not None and (not planar.size or planar.max() <= SIMPSON_MAX_M):
-            # Simpson's rule for the integral of 1/k along the segment.
-            inv = 1.0 / self._scale(np.array([x0]), np.array([y0]))[0]
-            inv_mid = 1.0 / self._scale((x + x0) * 0.5, (y + y0) * 0.5)
-            inv_end = 1.0 / self._scale(x, y)
-            result: FloatArray = planar * ((inv + 4.0 * inv_mid + inv_end) / 6.0)
+            # Simpson's rule for the integral of 1/k along the segment, on a table of 1/k.
+            rho = np.hypot(
+                np.concatenate(((x0,), (x + x0) * 0.5, x)) - self._apex_x,
+                np.concatenate(((y0,), (y + y0) * 0.5, y)) - self._apex_y,
+            )
+            inv = np.interp(rho, self._rho, self._inv_k)
+            n = planar.size
+            result: FloatArray = planar * ((inv[0] + 4.0 * inv[1 : n + 1] + inv[n + 1 :]) / 6.0)
             return result
         n = planar.size
         lons, lats = self.inverse(x, y)
@@ -124,12 +157,6 @@ class PlanarFrame:
         # A point at the origin itself is 0, not the millimetres of a projection round trip.
         dist[planar == 0.0] = 0.0
         return np.asarray(dist, dtype=np.float64)
-
-    def _scale(self, x: FloatArray, y: FloatArray) -> FloatArray:
-        """The conic frame's scale factor at planar points."""
-        assert self._rho is not None
-        rho = np.hypot(x - self._apex_x, y - self._apex_y)
-        return np.interp(rho, self._rho, self._k)
 
     def project(self, geometries: NDArray[np.object_]) -> NDArray[np.object_]:
         """Project an array of lon/lat geometries, all coordinates in one transformer call."""
