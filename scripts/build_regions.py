@@ -7,7 +7,8 @@ Run from the repository root:
 Reads the three COD-AB layers and `admin_units_crosswalk.csv`, gives every unit its KATOTTG
 code (or a stable `cod:` id for the three COD-only units), links each unit to its parent one
 level up, snaps coordinates to a 1e-5 degree grid and writes one gzipped, canonical GeoJSON
-FeatureCollection per level plus `ATTRIBUTION.md`. The output is byte-for-byte reproducible.
+FeatureCollection per level, and writes (or refreshes) its section of `ATTRIBUTION.md` between
+markers, leaving other sections of that file alone. The output is byte-for-byte reproducible.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ GRID = 1e-5
 DECIMALS = 5
 VALID_ON = "2024-04-16"
 SIZE_BUDGET = 2 * 1024 * 1024
+BEGIN = "<!-- ua-regions: begin -->"
+END = "<!-- ua-regions: end -->"
 
 
 def fail(message: str) -> None:
@@ -102,7 +105,7 @@ def build_layer(
 ) -> list[dict[str, Any]]:
     """Turn one COD-AB layer into canonical features sorted by P-code."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    features = []
+    features: list[dict[str, Any]] = []
     for feature in data["features"]:
         props = feature["properties"]
         pcode = props[f"ADM{adm}_PCODE"]
@@ -247,6 +250,19 @@ them by hand; change the script and run it again.
 """
 
 
+def write_attribution(path: Path, section: str) -> None:
+    """Put `section` between this script's markers at the top of `path`, keeping the rest."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+    else:
+        # A file from before the markers has this section unmarked, ahead of any other one.
+        head, start = "", text.find("<!-- ")
+        tail = "\n\n" + text[start:] if start >= 0 else "\n"
+    path.write_text(head + BEGIN + "\n" + section + END + tail, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the region files and print a summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -278,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         total=len(everything),
         **counts,
     )
-    (out / "ATTRIBUTION.md").write_text(text, encoding="utf-8")
+    write_attribution(out / "ATTRIBUTION.md", text)
     print(f"total {total / 1024:.0f} KiB gzipped")
     if total > SIZE_BUDGET:
         fail(f"bundled data is {total} bytes, over the {SIZE_BUDGET} byte budget")

@@ -19,6 +19,7 @@ from typing import Any
 from tocsin.engine.core import Engine
 from tocsin.engine.policy import Policy, load_policy
 from tocsin.errors import (
+    IntegrityError,
     PolicyError,
     RegionSetError,
     ReplayMismatch,
@@ -138,9 +139,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"... and {len(errors) - 50} more errors", file=sys.stderr)
         _err(f"{len(errors)} invalid line(s); nothing was applied")
         return EXIT_INPUT
-    log: EventLog = open_log(args.data_dir) if args.data_dir else MemoryLog()
+    where = args.store or args.data_dir
+    log: EventLog = open_log(where) if where else MemoryLog()
     if log.max_seq():
-        _err(f"{args.data_dir} already holds a log; simulate needs an empty data directory")
+        _err(f"{where} already holds a log; simulate needs an empty data directory")
         return EXIT_INPUT
     log.set_meta("regions", args.regions)
     log.set_meta("policy", json.dumps(policy.to_dict(), sort_keys=True))
@@ -169,11 +171,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Rebuild state from a log and check it reproduces every logged transition."""
-    db = Path(args.data_dir) / "tocsin.db"
-    if not db.is_file():
-        _err(f"{args.data_dir}: no log here (expected {db})")
-        return EXIT_INPUT
-    log = open_log(args.data_dir)
+    if args.store is None:
+        if args.data_dir is None:
+            _err("give --data-dir or --store")
+            return EXIT_INPUT
+        db = Path(args.data_dir) / "tocsin.db"
+        if not db.is_file():
+            _err(f"{args.data_dir}: no log here (expected {db})")
+            return EXIT_INPUT
+    log = open_log(args.store or args.data_dir)
     try:
         region_name = args.regions or log.get_meta("regions") or DEFAULT_REGION_SET
         stored_policy = log.get_meta("policy")
@@ -189,6 +195,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _err(f"replay differs from the log at seq {exc.seq}")
         print(f"  logged:   {exc.expected}", file=sys.stderr)
         print(f"  replayed: {exc.got}", file=sys.stderr)
+        return EXIT_CHECK
+    except IntegrityError as exc:
+        # a row missing from the middle of the log is a failed check of its history, not an
+        # unreadable log: it is what `replay` exists to catch
+        _err(f"replay found the log broken: {exc}")
         return EXIT_CHECK
     finally:
         log.close()
@@ -232,6 +243,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, data_dir=args.data_dir, regions=args.regions,
         policy=args.policy, private=args.private or None, mode=args.mode,
         demo=args.demo or None,
+        log_key=args.log_key,
+        mqtt_url=args.mqtt,
+        store=args.store, bus=args.bus, node_id=args.node_id, cluster_name=args.cluster_name,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
@@ -281,9 +295,9 @@ class _Server:
 
 
 def _admin_store(args: argparse.Namespace) -> Any:
-    from tocsin.store.admin import AdminStore
+    from tocsin.store.admin import open_admin
 
-    return AdminStore(Path(args.data_dir) / "admin.db")
+    return open_admin(args.store, args.data_dir)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -323,6 +337,335 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _duration(text: str) -> float:
+    """A duration such as 30m, 1h, 90s or 45 (seconds)."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|min|h)?", text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a duration (e.g. 30m, 1h, 90s): {text!r}")
+    return float(m.group(1)) * {"h": 3600, "m": 60, "min": 60}.get(m.group(2) or "s", 1)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check the log's Merkle tree and signed tree heads, offline (a data directory) or online
+    (a live server, as any outsider can); exit 1 naming the first bad leaf index."""
+    from tocsin.verify import count_entries, load_public_key, verify_data_dir
+
+    if args.url:
+        return _verify_url(args)
+    data_dir = Path(args.data_dir)
+    key_source = args.public_key
+    if key_source is None and (data_dir / "log-signing.key").is_file():
+        key_source = str(data_dir / "log-signing.key")
+    try:
+        public = load_public_key(key_source) if key_source else None
+    except (ValueError, TocsinError) as exc:
+        _err(f"--public-key: {exc}")
+        return EXIT_INPUT
+    total = count_entries(data_dir)
+    with _progress(total, "verify") as advance:
+        report = verify_data_dir(data_dir, public, progress=advance)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    rate = report.entries / report.seconds if report.seconds else 0.0
+    if not report.ok:
+        first = report.first_bad_index
+        if first is not None:
+            _err(f"the log fails verification; first bad index {first} (seq {first + 1})")
+        else:
+            _err("the log fails verification")
+        for problem in report.problems[:50]:
+            print(f"  {problem}", file=sys.stderr)
+        if len(report.problems) > 50:
+            print(f"  ... and {len(report.problems) - 50} more", file=sys.stderr)
+        return EXIT_CHECK
+    print(f"verified {report.entries} entries and {report.heads} signed tree heads in "
+          f"{report.seconds:.2f} s ({rate:,.0f} entries/s); tree_size {report.tree_size}, "
+          f"root {report.root_hash}")
+    return EXIT_OK
+
+
+def _verify_url(args: argparse.Namespace) -> int:
+    import httpx
+
+    from tocsin.verify import verify_remote
+
+    state = Path(args.state) if args.state else Path.home() / ".tocsin-verify.json"
+    url = args.url.rstrip("/")
+    bar: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:
+        if total >= 200 and sys.stderr.isatty():
+            if "bar" not in bar:
+                from rich.progress import Progress
+
+                bar["bar"] = Progress(transient=True)
+                bar["bar"].start()
+                bar["task"] = bar["bar"].add_task("verify", total=total)
+            bar["bar"].update(bar["task"], completed=done)
+
+    try:
+        with httpx.Client(base_url=url, timeout=args.timeout) as client:
+            report = verify_remote(client, url, state, check_entries=args.check_entries,
+                                   latest=args.latest, full=args.full, progress=progress)
+    finally:
+        if "bar" in bar:
+            bar["bar"].stop()
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not report.ok:
+        first = report.first_bad_index
+        _err(f"{url}: the log fails verification"
+             + ("" if first is None else f"; first bad index {first}"))
+        for problem in report.problems[:50]:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CHECK
+    print(f"{url}: signed tree head verified (tree_size {report.tree_size}, root "
+          f"{report.root_hash}); {report.proofs} proof(s) and {report.entries} entries checked; "
+          f"state in {state}")
+    return EXIT_OK
+
+
+def cmd_history_import(args: argparse.Namespace) -> int:
+    """Import the official air-raid alert record (CSV, plain or gzipped) as past alerts.
+
+    Alerts go to their own table next to the log (not to the log: they are someone else's
+    record, and must not drive today's engine); they are served by GET /api/v1/alerts and used
+    by `tocsin audit`. Importing again, or the other language's edition, adds nothing twice.
+    """
+    import gzip
+    import hashlib
+    import io
+    import time
+
+    from tocsin.history_import import RowProblem, read_official
+    from tocsin.store.history import HistoryAlert, HistoryStore
+
+    path = Path(args.file)
+    started = time.perf_counter()
+    try:
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8-sig")
+    except OSError as exc:
+        _err(f"{path}: {exc.strerror or exc}")
+        return EXIT_INPUT
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
+        _err(f"{path}: not UTF-8 CSV text ({exc})")
+        return EXIT_INPUT
+    total = text.count("\n")
+    store = HistoryStore(Path(args.data_dir) / "tocsin.db")
+    rows = added = 0
+    problems: list[RowProblem] = []
+    repaired = 0
+    try:
+        batch: list[HistoryAlert] = []
+        with _progress(total, "import") as advance:
+            for item in read_official(io.StringIO(text, newline="")):
+                if isinstance(item, RowProblem):
+                    if item.reason.startswith("repaired"):
+                        repaired += 1
+                        print(f"{path}:{item}", file=sys.stderr)
+                    else:
+                        problems.append(item)
+                        rows += 1
+                    continue
+                rows += 1
+                batch.append(item)
+                if len(batch) >= 5000:
+                    added += store.add(batch)
+                    batch = []
+                    advance(rows)
+            added += store.add(batch)
+            advance(rows)
+        if problems and problems[0].line == 1:
+            _err(f"{path}: {problems[0].reason}")
+            return EXIT_INPUT
+        store.record_import(path.name, hashlib.sha256(raw).hexdigest(), rows, added,
+                            len(problems))
+        stored = store.count()
+    finally:
+        store.close()
+    for problem in problems[:200]:
+        print(f"{path}:{problem}", file=sys.stderr)
+    if len(problems) > 200:
+        print(f"... and {len(problems) - 200} more", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    imported = rows - len(problems)
+    print(f"read {rows} rows: {imported} alerts ({added} new, {imported - added} already "
+          f"stored), {len(problems)} not mapped, {repaired} repaired; {stored} alerts stored; "
+          f"{seconds:.2f} s ({rows / seconds if seconds else 0:,.0f} rows/s)")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Audit impacts against alerts: each impact in the log (covered, lead time or silent) and,
+    with --attacks, each recorded attack against the imported alert history."""
+    from tocsin.audit.report import run_audit, write_outputs
+
+    attacks = Path(args.attacks) if args.attacks else None
+    if attacks is not None and not attacks.is_file():
+        _err(f"{attacks}: no such file")
+        return EXIT_INPUT
+    result = run_audit(Path(args.data_dir), attacks, args.tolerance, region_set=args.regions)
+    write_outputs(result, Path(args.out))
+    s = result.summary
+    coverage = "n/a" if s["coverage"] is None else f"{100 * s['coverage']:.1f} %"
+    median = "n/a" if s["median_lead_s"] is None else f"{s['median_lead_s'] / 60:.0f} min"
+    imp = s["impacts"]
+    print(f"attacks: {s['attacks_considered']} cases, {s['covered']} covered ({coverage}), "
+          f"median lead {median}; impacts in the log: {imp['impacts']} ({imp['covered']} under "
+          f"alert, {imp['silent']} silent); wrote {args.out}/summary.json, cases.csv, "
+          "report.html")
+    return EXIT_OK
+
+
+def _log_region_set(data_dir: Path, fallback: str | None, store: str | None = None) -> str:
+    """The region set a data directory's log was decided on (else `fallback`, else default)."""
+    if store is not None or (data_dir / "tocsin.db").is_file():
+        log = open_log(store or data_dir)
+        try:
+            stored = log.get_meta("regions")
+        finally:
+            log.close()
+        if stored:
+            return stored
+    return fallback or DEFAULT_REGION_SET
+
+
+def cmd_cap_import(args: argparse.Namespace) -> int:
+    """Take a CAP 1.2 alert from another authority into a data directory's log, in-process.
+
+    The server must not be running on that directory (POST the file to /api/v1/cap instead):
+    this runs a service of its own on the log, which decides the alert exactly as the server
+    would; the next `tocsin serve` then starts with it. Prints what each message did as JSON.
+    """
+    import asyncio
+
+    from tocsin.config import settings_from_env
+    from tocsin.outputs.cap import CapError
+    from tocsin.outputs.capin import import_cap
+    from tocsin.service import Service
+
+    data_dir = Path(args.data_dir)
+    if (data_dir / "tocsin.db-wal").exists() and not args.force:
+        _err(f"{data_dir}/tocsin.db is open (tocsin.db-wal exists): stop the server and retry, "
+             "or POST the file to /api/v1/cap; --force if no process has it open (after a crash)")
+        return EXIT_STORE
+    try:
+        xml = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        _err(f"{args.file}: {exc.strerror or exc}")
+        return EXIT_INPUT
+    settings = settings_from_env(data_dir=data_dir, mode=args.mode,
+                                 regions=_log_region_set(data_dir, args.regions))
+
+    async def run() -> dict[str, Any]:
+        service = Service(settings)
+        await service.start()
+        try:
+            return await import_cap(service, xml, key_name="cli")
+        finally:
+            await service.stop()
+
+    try:
+        result = asyncio.run(run())
+    except CapError as exc:
+        for problem in exc.problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        _err("not a valid CAP 1.2 document; nothing was imported")
+        return EXIT_INPUT
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def cmd_sirens_import(args: argparse.Namespace) -> int:
+    """Add or replace sirens from a CSV file (`id,lat,lon[,name]`), each located in a leaf region;
+    a running server picks them up within seconds. Any bad line: nothing is imported."""
+    from tocsin.outputs.sirens import read_registry
+    from tocsin.store.admin import open_admin
+
+    data_dir = Path(args.data_dir)
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        _err(f"{args.file}: {exc}")
+        return EXIT_INPUT
+    regions = load_region_set(_log_region_set(data_dir, args.regions, args.store))
+    records, errors = read_registry(text, regions)
+    if errors:
+        for msg in errors[:50]:
+            print(f"{args.file}: {msg}", file=sys.stderr)
+        if len(errors) > 50:
+            print(f"... and {len(errors) - 50} more errors", file=sys.stderr)
+        _err(f"{len(errors)} bad line(s); nothing was imported")
+        return EXIT_INPUT
+    store = open_admin(args.store, data_dir)
+    try:
+        store.put_sirens(records)
+        total = len(store.sirens())
+    finally:
+        store.close()
+    covered = len({r.region for r in records})
+    print(f"imported {len(records)} sirens in {covered} regions; {total} registered")
+    return EXIT_OK
+
+
+def cmd_sirens_list(args: argparse.Namespace) -> int:
+    """List registered sirens: id, region, lat, lon, name."""
+    from tocsin.store.admin import open_admin
+
+    store = open_admin(args.store, args.data_dir)
+    try:
+        for s in store.sirens():
+            print(f"{s.id}\t{s.region}\t{s.lat}\t{s.lon}\t{s.name}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_siren_sim(args: argparse.Namespace) -> int:
+    """Run simulated sirens, each its own MQTT client, that answer tocsin's commands (and a
+    share of them that never do), until interrupted or --duration runs out."""
+    import asyncio
+    import csv
+    import signal
+
+    from tocsin.outputs.sirens import SimStats, parse_broker_url, simulate_sirens
+
+    broker = parse_broker_url(args.broker)
+    if args.ids_from:
+        try:
+            with open(args.ids_from, encoding="utf-8-sig", newline="") as fh:
+                ids = [row["id"].strip() for row in csv.DictReader(fh) if row.get("id")]
+        except (OSError, KeyError) as exc:
+            _err(f"{args.ids_from}: no id column ({exc})")
+            return EXIT_INPUT
+        ids = ids[: args.count] if args.count else ids
+    else:
+        ids = [f"{args.prefix}{i:05d}" for i in range(1, (args.count or 1000) + 1)]
+
+    def ready(stats: SimStats) -> None:
+        print(f"ready: {stats.connected} sirens connected to {args.broker} "
+              f"({len(stats.failing)} never acknowledge)", file=sys.stderr, flush=True)
+
+    async def run() -> SimStats:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.duration:
+            loop.call_later(args.duration, stop.set)
+        return await simulate_sirens(ids, broker, fail_rate=args.fail_rate,
+                                     heartbeat_s=args.heartbeat, seed=args.seed, stop=stop,
+                                     on_ready=ready)
+
+    stats = asyncio.run(run())
+    print(f"{stats.sirens} sirens: {stats.commands} commands received, {stats.acks} "
+          f"acknowledged, {stats.ignored} left unanswered")
+    return EXIT_OK
+
+
 def _latitude(text: str) -> float:
     value = float(text)
     if not -90 <= value <= 90:
@@ -358,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="rebuild state from a log and check every transition",
                        description=cmd_replay.__doc__)
-    p.add_argument("--data-dir", required=True, help="the data directory holding tocsin.db")
+    p.add_argument("--data-dir", help="the data directory holding tocsin.db")
     p.add_argument("--regions", help="region set (default: the one recorded in the log)")
     p.add_argument("--policy", help="policy file (default: the one recorded in the log)")
     p.set_defaults(func=cmd_replay)
@@ -375,6 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deployment mode (CAP status); default actual")
     p.add_argument("--demo", action="store_true",
                    help="play the bundled night-wave scenario in real time (an exercise)")
+    p.add_argument("--log-key", metavar="PATH",
+                   help="Ed25519 key (PEM) signing the log's tree heads (default: "
+                        "log-signing.key in the data directory, made on first start)")
+    p.add_argument("--mqtt", metavar="URL",
+                   help="MQTT broker for sirens, e.g. mqtt://127.0.0.1:1883 (default: off)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("keys", help="create, list and revoke API keys")
@@ -405,7 +753,121 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("lon", type=_longitude, help="longitude (WGS84)")
     q.add_argument("--set", default=DEFAULT_REGION_SET, help="region set name or GeoJSON path")
     q.set_defaults(func=cmd_regions_locate)
+
+    p = sub.add_parser("verify", help="check the log's Merkle tree and signed tree heads",
+                       description=cmd_verify.__doc__)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", help="check this data directory offline")
+    where.add_argument("--url", help="check a live server, e.g. http://127.0.0.1:8080")
+    p.add_argument("--public-key", metavar="KEY",
+                   help="offline: the log's public key, a PEM file or base64 (default: the "
+                        "data directory's log-signing.key)")
+    p.add_argument("--state", metavar="FILE",
+                   help="online: where the pinned key and last head are kept "
+                        "(default ~/.tocsin-verify.json)")
+    p.add_argument("--check-entries", type=int, default=16, metavar="N",
+                   help="online: prove inclusion of N entries chosen at random (default 16)")
+    p.add_argument("--latest", action="store_true",
+                   help="online: check the latest N entries instead of random ones")
+    p.add_argument("--full", action="store_true",
+                   help="online: download every entry and rebuild the whole tree")
+    p.add_argument("--timeout", type=float, default=30.0, help="online: seconds per request")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("history", help="import past alerts from an outside record")
+    hsub = p.add_subparsers(dest="history_command", metavar="SUBCOMMAND", required=True)
+    q = hsub.add_parser("import", help="import the official air-raid alert record",
+                        description=cmd_history_import.__doc__)
+    q.add_argument("file", metavar="FILE",
+                   help="official_data_en.csv or official_data_uk.csv (or .csv.gz)")
+    q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
+    q.set_defaults(func=cmd_history_import)
+
+    p = sub.add_parser("audit", help="impacts and recorded attacks against alerts",
+                       description=cmd_audit.__doc__)
+    p.add_argument("--data-dir", required=True, help="the data directory to audit")
+    p.add_argument("--attacks", metavar="FILE",
+                   help="attack table (missile_attacks_daily.csv, plain or gzipped)")
+    p.add_argument("--tolerance", type=_duration, default=1800.0,
+                   help="widen each attack window by this much on both sides (default 30m)")
+    p.add_argument("--out", required=True, help="directory for summary.json, cases.csv and "
+                                                "report.html")
+    p.add_argument("--regions", help="region set to locate impacts (default: the log's)")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("cap", help="CAP 1.2 alerts from other authorities")
+    csub = p.add_subparsers(dest="cap_command", metavar="SUBCOMMAND", required=True)
+    q = csub.add_parser("import", help="take a CAP alert into a data directory's log",
+                        description=cmd_cap_import.__doc__)
+    q.add_argument("file", metavar="FILE", help="a CAP 1.2 XML document ('-' reads stdin)")
+    q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
+    q.add_argument("--regions", help="region set for a new data directory (default: the log's)")
+    q.add_argument("--mode", choices=("actual", "exercise", "test"),
+                   help="deployment mode: Exercise and Test messages act only in their mode")
+    q.add_argument("--force", action="store_true",
+                   help="go ahead although the log looks open by another process")
+    q.set_defaults(func=cmd_cap_import)
+
+    p = sub.add_parser("sirens", help="the siren registry")
+    ssub = p.add_subparsers(dest="sirens_command", metavar="SUBCOMMAND", required=True)
+    q = ssub.add_parser("import", help="add or replace sirens from a CSV file",
+                        description=cmd_sirens_import.__doc__)
+    q.add_argument("file", metavar="CSV", help="columns id, lat, lon and optionally name")
+    q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
+    q.add_argument("--regions", help="region set for a new data directory (default: the log's)")
+    q.set_defaults(func=cmd_sirens_import)
+    q = ssub.add_parser("list", help="list registered sirens", description=cmd_sirens_list.__doc__)
+    q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
+    q.set_defaults(func=cmd_sirens_list)
+
+    p = sub.add_parser("siren-sim", help="run simulated MQTT sirens (demos, tests, benchmarks)",
+                       description=cmd_siren_sim.__doc__)
+    p.add_argument("--count", type=int, help="how many sirens (default 1000, or all of --ids-from)")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="MQTT broker URL")
+    p.add_argument("--fail-rate", type=float, default=0.0,
+                   help="share of sirens that never acknowledge (default 0)")
+    p.add_argument("--ids-from", metavar="CSV", help="take the siren ids from a registry CSV")
+    p.add_argument("--prefix", default="sim-", help="id prefix of generated sirens (sim-00001…)")
+    p.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
+    p.add_argument("--seed", type=int, default=1, help="seed choosing the failing sirens")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.set_defaults(func=cmd_siren_sim)
+
+    _add_store_options(parser)
     return parser
+
+
+# Commands whose --data-dir holds something kept per node, not in a cluster's shared store.
+_PER_NODE = {
+    "verify": "check a cluster as outsiders do: tocsin verify --url http://<any node>:<port>",
+    "audit": "audit a cluster's log from a node's API, or copy it to a data directory first",
+    "history": "imported history is kept per node: import into each node's --data-dir",
+    "cap": "POST the file to /api/v1/cap on any node of the cluster",
+}
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    """`--store URL` next to every `--data-dir`; `serve` also gets the cluster's options."""
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        for name, command in getattr(action, "choices", {}).items():
+            if name == "serve":
+                command.add_argument("--bus", metavar="URL",
+                                     help="NATS JetStream of a cluster, e.g. "
+                                          "nats://127.0.0.1:4222 (needs --store)")
+                command.add_argument("--node-id", help="this node's name in the cluster "
+                                                       "(default: host name and port)")
+                command.add_argument("--cluster-name",
+                                     help="names the cluster's JetStream streams (default tocsin)")
+            nested = [command]
+            if command._subparsers is not None:
+                nested = [c for a in command._subparsers._group_actions
+                          for c in getattr(a, "choices", {}).values()]
+            for leaf in nested:
+                if any("--data-dir" in a.option_strings for a in leaf._actions):
+                    leaf.add_argument(
+                        "--store", metavar="URL",
+                        help="a cluster's shared store, postgresql://user@host:5432/db "
+                             "(instead of the SQLite files of --data-dir)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -414,6 +876,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
+        return EXIT_INPUT
+    if getattr(args, "store", None) and args.command in _PER_NODE:
+        _err(f"--store: {_PER_NODE[args.command]}")
         return EXIT_INPUT
     try:
         result: int = args.func(args)

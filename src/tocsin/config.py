@@ -33,8 +33,22 @@ class Settings:
     heartbeat_s: float = 15.0
     tick_s: float = 1.0
     webhook_timeout_s: float = 5.0
+    webhook_base_backoff_s: float = 0.5
     webhook_max_backoff_s: float = 300.0
     demo: bool = False
+    cap_sender: str = "tocsin@localhost"
+    mqtt_url: str | None = None
+    siren_ack_s: float = 10.0
+    log_key: Path | None = None
+    sth_interval_s: float = 5.0
+    store: str | None = None
+    bus: str | None = None
+    node_id: str | None = None
+    cluster_name: str = "tocsin"
+    stream_replicas: int = 1
+    stream_max_age_s: float = 604_800.0
+    stream_dedup_s: float = 120.0
+    lease_poll_s: float = 0.1
 
 
 SETTINGS: Mapping[str, str] = MappingProxyType(
@@ -52,8 +66,33 @@ SETTINGS: Mapping[str, str] = MappingProxyType(
         "heartbeat_s": "Seconds between SSE heartbeat comments on an idle stream.",
         "tick_s": "Seconds between clock checks that fire the engine's due timers.",
         "webhook_timeout_s": "Seconds a webhook receiver has to answer one delivery.",
+        "webhook_base_backoff_s": "Wait before the first retry of a failing webhook; each "
+        "further retry waits twice as long (with jitter), up to webhook_max_backoff_s.",
         "webhook_max_backoff_s": "Longest wait between retries of a failing webhook.",
         "demo": "Play the bundled night-wave scenario in real time (marked as an exercise).",
+        "cap_sender": "CAP <sender> of published messages, e.g. alerts@example.gov.ua "
+        "(no spaces, commas, < or &).",
+        "mqtt_url": "MQTT broker for sirens, e.g. mqtt://127.0.0.1:1883 (unset: sirens off).",
+        "siren_ack_s": "Seconds a siren has to acknowledge a command before it is reported "
+        "faulty.",
+        "log_key": "Ed25519 private key (PKCS#8 PEM) that signs the log's tree heads (default: "
+        "log-signing.key in the data directory, created with mode 0600 on first start).",
+        "sth_interval_s": "Seconds between signed tree heads while entries arrive.",
+        "store": "Shared store of a cluster: postgresql://user@host:5432/db (log, keys, "
+        "subscriptions, sirens, signing key); unset: SQLite files in data_dir.",
+        "bus": "NATS JetStream of a cluster, e.g. nats://10.0.0.5:4222 (comma-separate several "
+        "servers); needs a postgresql:// store. Unset: one process, in-process bus.",
+        "node_id": "This node's name in a cluster (default: host name and port).",
+        "cluster_name": "Names the cluster's JetStream streams and subjects (NAME_EVENTS, "
+        "name.events, ...); every node of a cluster uses the same.",
+        "stream_replicas": "JetStream replicas of the cluster's streams (3 on a three-server "
+        "NATS cluster, so losing one NATS server loses no accepted event).",
+        "stream_max_age_s": "Seconds JetStream keeps ingested events; with no leader for longer "
+        "than this, events not yet logged would be dropped.",
+        "stream_dedup_s": "JetStream's duplicate window: a re-sent (source, id) within it is "
+        "dropped by the server (later ones are found in the log by the leader).",
+        "lease_poll_s": "Seconds between a standby's attempts to take the leader lock (bounds "
+        "the takeover time after a leader dies).",
     }
 )
 

@@ -11,7 +11,8 @@ TocsinError                 status_hint 500
 ├── ReplayMismatch          500  a replayed log does not reproduce its transitions
 └── StoreError              503  the event log could not be read or written
     ├── OperationalError    503  the database is locked, full or gone
-    └── IntegrityError      500  the log breaks its own invariants
+    ├── IntegrityError      500  the log breaks its own invariants
+    └── Fenced              503  a deposed cluster leader tried to commit
 ```
 
 Each class carries `status_hint`, the HTTP status the API maps it to; only `tocsin.api`
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 __all__ = [
     "CatalogError",
     "EventRejected",
+    "Fenced",
     "FieldError",
     "IntegrityError",
     "OperationalError",
@@ -120,3 +122,7 @@ class IntegrityError(StoreError):
     """The log breaks one of its own invariants."""
 
     status_hint = 500
+
+
+class Fenced(StoreError):
+    """A cluster leader tried to commit after another node took over (its epoch is stale)."""

@@ -17,6 +17,7 @@ from tocsin.engine.core import Engine
 from tocsin.errors import FieldError, IntegrityError, ReplayMismatch, ValidationError
 from tocsin.model import Event, Tick, Transition, dumps, format_time, parse_event
 from tocsin.store.base import EventLog, LogEntry
+from tocsin.store.merkle import MerkleLog, check_canonical
 
 __all__ = ["Accepted", "Ledger", "replay_into", "tick_event"]
 
@@ -33,6 +34,7 @@ class Accepted:
     duplicate: bool
     transitions: list[Transition] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stream_seq: int | None = None  # cluster ingest: its place in the events stream (seq 0)
 
 
 def tick_event(when: datetime) -> dict[str, Any]:
@@ -46,13 +48,15 @@ def replay_into(
     entries: Iterable[LogEntry],
     *,
     progress: Callable[[int], None] | None = None,
+    after: int = 0,
 ) -> int:
     """Feed a log's events to `engine`, checking it reproduces the logged transitions.
 
-    Returns the last seq. Raises `ReplayMismatch` at the first seq that differs.
+    `entries` start at seq `after + 1` (an engine that has applied the log up to `after` can
+    follow it on). Returns the last seq. Raises `ReplayMismatch` at the first seq that differs.
     """
     pending: list[Transition] = []
-    last = 0
+    last = after
     for entry in entries:
         if entry.seq != last + 1:
             raise IntegrityError(f"the log jumps from seq {last} to {entry.seq}")
@@ -77,16 +81,22 @@ def replay_into(
 class Ledger:
     """Accepts events into a log and its engine, atomically and idempotently."""
 
-    def __init__(self, log: EventLog, engine_factory: Callable[[], Engine]) -> None:
+    def __init__(
+        self, log: EventLog, engine_factory: Callable[[], Engine], *,
+        merkle: MerkleLog | None = None,
+    ) -> None:
         self.log = log
+        self.merkle = merkle  # when given, appends go through it so the Merkle tree keeps step
         self._factory = engine_factory
         self.engine = engine_factory()
         self.next_seq = 1
 
-    def recover(self, progress: Callable[[int], None] | None = None) -> int:
-        """Rebuild the engine from the log (checking every transition); returns the last seq."""
+    def recover(
+        self, progress: Callable[[int], None] | None = None, *, end: int | None = None
+    ) -> int:
+        """Rebuild the engine from the log (up to `end`), checking each transition; the last seq."""
         self.engine = self._factory()
-        last = replay_into(self.engine, self.log.read(), progress=progress)
+        last = replay_into(self.engine, self.log.read(1, end), progress=progress)
         self.next_seq = last + 1
         return last
 
@@ -100,6 +110,7 @@ class Ledger:
             try:
                 event = parse_event(raw, region_known=known)
                 self.engine.check(event)
+                check_canonical(raw)
             except ValidationError as exc:
                 errors.extend(FieldError(prefix + e.field, e.reason) for e in exc.errors)
                 continue
@@ -141,7 +152,10 @@ class Ledger:
                     Accepted(event.id, event.source, seq, False, step.transitions, step.notes)
                 )
                 seq += 1 + len(step.transitions)
-            self.log.append(entries)
+            if self.merkle is not None:
+                self.merkle.append(entries)
+            else:
+                self.log.append(entries)
         except Exception:
             # memory may be ahead of the disk now: rebuild it from what is durable
             self.recover()

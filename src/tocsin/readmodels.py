@@ -1,23 +1,37 @@
 """Read models built from transitions: the alert history the API and the map serve.
 
-Kept in memory and rebuilt from the log on start; the log stays the only source of truth.
+Kept in memory and rebuilt from the log on start; the log stays the only source of truth for
+what this node decided. Alerts imported from an outside record (`tocsin history import`) are
+served alongside from their own table: `AlertHistory(archive=...)` merges them in, newest first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from tocsin.model import Transition, parse_time
 
-__all__ = ["AlertHistory"]
+__all__ = ["AlertArchive", "AlertHistory"]
+
+
+class AlertArchive(Protocol):
+    """Past alerts kept outside the log (e.g. `tocsin.store.history.HistoryStore`)."""
+
+    def query(
+        self, since: datetime | None, until: datetime | None, leaves: set[str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Alerts overlapping [since, until] touching `leaves`, newest first, as records."""
+        ...
 
 
 class AlertHistory:
     """Every alert that started, with its end once it ended, in start order."""
 
-    def __init__(self) -> None:
+    def __init__(self, archive: AlertArchive | None = None) -> None:
+        self.archive = archive
         self.records: list[dict[str, Any]] = []
         self._open: dict[tuple[str, str], dict[str, Any]] = {}
         self.last_seq = 0
@@ -68,7 +82,7 @@ class AlertHistory:
         leaves: set[str] | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        """Alerts overlapping [since, until], newest first."""
+        """Alerts overlapping [since, until], newest first (imported ones have `source`)."""
         out: list[dict[str, Any]] = []
         for rec in reversed(self.records):
             if leaves is not None and rec["region"] not in leaves:
@@ -81,4 +95,9 @@ class AlertHistory:
             out.append(dict(rec))
             if len(out) >= limit:
                 break
+        if self.archive is not None:
+            older = self.archive.query(since, until, leaves, limit)
+            if older:
+                out = sorted(out + older, key=lambda r: parse_time(r["started_at"]),
+                             reverse=True)[:limit]
         return out

@@ -17,22 +17,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from tocsin.audit import TreeHead
 from tocsin.bus import Bus, MemoryBus
 from tocsin.config import Settings
 from tocsin.engine.core import Engine, to_us
 from tocsin.engine.policy import load_policy
-from tocsin.errors import TocsinError
+from tocsin.errors import FieldError, TocsinError, ValidationError
 from tocsin.geo import RegionSet, load_region_set
 from tocsin.ledger import Accepted, Ledger
-from tocsin.model import Transition, format_time, parse_time
+from tocsin.model import Transition, format_time, parse_event, parse_time
 from tocsin.readmodels import AlertHistory
-from tocsin.store import EventLog, open_log
-from tocsin.store.admin import AdminStore
+from tocsin.store import EventLog, open_log, open_merkle, open_signing_key
+from tocsin.store.admin import AdminBackend, open_admin
+from tocsin.store.history import HistoryStore
+from tocsin.store.merkle import check_canonical
 from tocsin.threats import load_catalog
 
-__all__ = ["Service", "SubmitResult"]
+__all__ = ["Service", "SubmitResult", "make_service"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("tocsin")
 
@@ -66,20 +71,27 @@ class Service:
         self.policy = load_policy(settings.policy)
         catalog = load_catalog()
         data_dir = Path(settings.data_dir)
-        self.log: EventLog = open_log(data_dir)
-        self.admin = AdminStore(data_dir / "admin.db")
+        # settings.store picks the backends by URL (PostgreSQL for a cluster), else SQLite files
+        self.log: EventLog = open_log(settings.store or data_dir)
+        self.admin: AdminBackend = open_admin(settings.store, data_dir)
         self._check_meta()
+        self.merkle = open_merkle(self.log)
+        self.log_key = open_signing_key(self.log, settings.log_key, data_dir)
         self.ledger = Ledger(
-            self.log, lambda: Engine(self.regions, catalog, self.policy)
+            self.log, lambda: Engine(self.regions, catalog, self.policy), merkle=self.merkle
         )
         self.bus: Bus = bus if bus is not None else MemoryBus()
-        self.history = AlertHistory()
+        self.archive = HistoryStore(data_dir / "tocsin.db", self.regions)
+        self.history = AlertHistory(self.archive)
         self.ready = False
         self.started_at = time.monotonic()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tocsin-writer")
         self._ticker: asyncio.Task[None] | None = None
         self.on_publish: list[Callable[[list[dict[str, Any]]], None]] = []
         self.on_reject: list[Callable[[int], None]] = []
+        # Read models fed by on_publish are rebuilt through on_recover: each logged transition,
+        # as its JSON object, in log order, before the service is ready.
+        self.on_recover: list[Callable[[dict[str, Any]], None]] = []
         self.closing = asyncio.Event()
         self.closing_loop: asyncio.AbstractEventLoop | None = None
 
@@ -105,10 +117,14 @@ class Service:
         self._ticker = asyncio.create_task(self._tick_loop(), name="tocsin-ticker")
 
     def _recover(self) -> None:
+        self.merkle.load()
         last = self.ledger.recover()
         for entry in self.log.read():
             if entry.kind == "transition":
-                self.history.apply(Transition.from_dict(entry.obj()))
+                obj = entry.obj()
+                self.history.apply(Transition.from_dict(obj))
+                for hook in self.on_recover:
+                    hook(obj)
         log.info("recovered %d log entries", last)
 
     def begin_shutdown(self) -> None:
@@ -125,8 +141,18 @@ class Service:
                 await self._ticker
         self._writer.shutdown(wait=True)
         await self.bus.aclose()
+        self.merkle.close()
+        self.archive.close()
         self.log.close()
         self.admin.close()
+
+    def leading(self, make: Callable[[], T]) -> T:
+        """An output that must run on one node only (webhook delivery): here, this one.
+
+        `make()` builds it (with `start()` and `async stop()`); a cluster node
+        (`tocsin.cluster.ClusterService`) runs a fresh one each time it becomes the leader.
+        """
+        return make()
 
     async def _tick_loop(self) -> None:
         while True:
@@ -137,6 +163,13 @@ class Service:
                     await self.submit([], tick=True)
             except TocsinError:
                 log.exception("tick failed; will retry")
+
+    async def sign_head(self) -> TreeHead | None:
+        """Sign a tree head over everything logged (None if the last one covers it all)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._writer, lambda: self.merkle.sign(self.log_key, self.clock())
+        )
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -170,6 +203,11 @@ class Service:
         engine = self.ledger.engine
         done: list[Accepted] = []
         times: dict[int, str] = {}
+        if raws:
+            # A malformed batch must leave the log untouched, clock tick included.
+            shape_error = self._check_shape(raws)
+            if shape_error is not None:
+                return SubmitResult([], []), shape_error
         # The engine judges "too far in the future" against its latest tick, so bring it up to
         # the wall clock first; a tick is logged only when the clock really moved.
         if tick or engine.tick_us is None or to_us(now) - engine.tick_us >= 1_000_000:
@@ -188,6 +226,19 @@ class Service:
                     times[res.seq] = format_time(parse_time(raw["time"]))
         return SubmitResult(results, self._envelopes(done + results, times, recorded)), error
 
+    def _check_shape(self, raws: list[Any]) -> ValidationError | None:
+        """Field errors of a batch that do not depend on the clock (as `Ledger.validate`)."""
+        known = self.regions.regions.__contains__
+        errors: list[FieldError] = []
+        for i, raw in enumerate(raws):
+            prefix = f"[{i}]." if len(raws) > 1 else ""
+            try:
+                parse_event(raw, region_known=known)
+                check_canonical(raw)
+            except ValidationError as exc:
+                errors.extend(FieldError(prefix + e.field, e.reason) for e in exc.errors)
+        return ValidationError(errors) if errors else None
+
     @staticmethod
     def _envelopes(
         accepted: list[Accepted], times: dict[int, str], decided: str
@@ -198,6 +249,7 @@ class Service:
                 env = t.to_dict()
                 env["cause_time"] = times.get(t.cause_seq)
                 env["decided_at"] = decided
+                env["log_index"] = t.seq - 1  # its leaf in the Merkle log
                 out.append(env)
         return out
 
@@ -220,13 +272,21 @@ class Service:
             return {leaf} if leaf else set()
         return None
 
-    def backlog(self, after: int, leaves: set[str] | None) -> list[dict[str, Any]]:
-        """Transitions logged after seq `after`, as envelopes, for resuming streams."""
+    def backlog(
+        self, after: int, leaves: set[str] | None, end: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Transitions logged in (`after`, `end`], as envelopes, for resuming streams.
+
+        They carry the provenance of live ones: `cause_time` (the causing event's own time) and
+        `decided_at` (when it was logged) come from the log; `published_at` is now, when this
+        copy is published again.
+        """
         out: list[dict[str, Any]] = []
         times: dict[int, tuple[str | None, str | None]] = {}
-        for entry in self.log.read(after + 1):
+        published = format_time(self.clock())
+        for entry in self.log.read(after + 1, end):
             if entry.kind == "event":
-                times[entry.seq] = (entry.obj().get("time"), entry.recorded_at)
+                times[entry.seq] = (_event_time(entry.obj()), entry.recorded_at)
                 continue
             env = entry.obj()
             if leaves is not None and env["region"] not in leaves:
@@ -234,7 +294,26 @@ class Service:
             cause = entry.cause_seq or env["cause_seq"]
             if cause not in times:
                 (ev,) = self.log.read(cause, cause)
-                times[cause] = (ev.obj().get("time"), ev.recorded_at)
+                times[cause] = (_event_time(ev.obj()), ev.recorded_at)
             env["cause_time"], env["decided_at"] = times[cause]
+            env["log_index"] = entry.seq - 1  # as live envelopes have it
+            env["published_at"] = published
             out.append(env)
         return out
+
+
+def _event_time(raw: dict[str, Any]) -> str | None:
+    """An event's `time` in the canonical form live envelopes use."""
+    try:
+        return format_time(parse_time(raw["time"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def make_service(settings: Settings) -> Service:
+    """The service the settings describe: a cluster node when they name a bus, else embedded."""
+    if settings.bus:
+        from tocsin.cluster import ClusterService
+
+        return ClusterService(settings)
+    return Service(settings)

@@ -7,6 +7,7 @@ webhook dispatcher, and on shutdown lets in-flight writes finish before closing 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from tocsin.api.auth import RateLimiter
 from tocsin.api.metrics import Metrics
 from tocsin.config import Settings
 from tocsin.errors import TocsinError, ValidationError
-from tocsin.service import Service
+from tocsin.service import Service, make_service
 
 __all__ = ["create_app"]
 
@@ -80,20 +81,33 @@ def error_body(exc: TocsinError) -> dict[str, Any]:
 
 def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     """Build the application; `service` may be given by tests, else one is made from settings."""
-    svc = service if service is not None else Service(settings)
+    if settings.demo:  # a drill is marked as an exercise everywhere
+        settings = dataclasses.replace(settings, mode="exercise")
+    svc = service if service is not None else make_service(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from tocsin.api.log import HeadSigner
+        from tocsin.demo import start_demo
         from tocsin.outputs.webhooks import WebhookDispatcher
 
         await svc.start()
-        dispatcher = WebhookDispatcher(svc, app.state.metrics)
+        signer = HeadSigner(svc)  # signed tree heads of the log, every sth_interval_s
+        signer.start()
+        # one deliverer per log: in a cluster, whichever node leads
+        dispatcher = svc.leading(lambda: WebhookDispatcher(svc, app.state.metrics))
         svc.on_publish.append(lambda _envs: dispatcher.wake())
         dispatcher.start()
+        demo = start_demo(svc) if settings.demo else None
+        await sirens.start(app)  # MQTT siren gateway, when --mqtt names a broker
         try:
             yield
         finally:
+            if demo is not None:
+                demo.cancel()
+            await sirens.stop(app)
             await dispatcher.stop()
+            await signer.stop()
             await svc.stop()
 
     app = FastAPI(
@@ -112,12 +126,21 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     async def tocsin_error(_request: Request, exc: TocsinError) -> JSONResponse:
         return JSONResponse(error_body(exc), status_code=exc.status_hint)
 
-    from tocsin.api import admin, ingest, read, stream
+    from tocsin.api import admin, audit, cluster, ingest, log, read, stream, web
 
     app.include_router(ingest.router)
     app.include_router(read.router)
     app.include_router(stream.router)
     app.include_router(admin.router)
+    app.include_router(log.router)
+    app.include_router(audit.router)
+    app.include_router(cluster.router)
+    web.install(app)
+
+    from tocsin.api import cap, compat, sirens
+
+    for standard in (cap, compat, sirens):  # CAP feed and import, alerts.in.ua API, sirens
+        standard.install(app, svc)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

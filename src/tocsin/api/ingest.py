@@ -66,6 +66,9 @@ async def post_events(request: Request, principal: Principal = Depends(authentic
     result = await service.submit(raws, key_name=principal.name)
     accepted = [{"id": r.id, "seq": r.seq, "duplicate": r.duplicate,
                  "transitions": len(r.transitions), "notes": r.notes} for r in result.accepted]
+    for item, r in zip(accepted, result.accepted, strict=True):
+        if r.stream_seq is not None:  # a cluster node: stored in JetStream, the leader decides
+            item.update(seq=None, transitions=None, stream_seq=r.stream_seq, status="queued")
     metrics.accepted.inc(sum(1 for r in result.accepted if not r.duplicate))
     metrics.duplicates.inc(sum(1 for r in result.accepted if r.duplicate))
     metrics.decision.observe(time.perf_counter() - started)

@@ -31,6 +31,36 @@ def format_sse(env: dict[str, Any]) -> str:
     return f"id: {env['seq']}\nevent: {env['type']}\ndata: {data}\n\n"
 
 
+class _Encoded:
+    """Each published envelope encoded once, however many streams send it.
+
+    Keyed by identity: every subscription of the in-process bus receives the same dict objects.
+    Each entry holds its envelope, so an id cannot be reused while it is cached.
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self._cache: dict[int, tuple[dict[str, Any], bytes]] = {}
+
+    def __call__(self, env: dict[str, Any]) -> bytes:
+        hit = self._cache.get(id(env))
+        if hit is not None and hit[0] is env:
+            return hit[1]
+        data = format_sse(env).encode()
+        if len(self._cache) >= self.size:
+            self._cache.clear()
+        self._cache[id(env)] = (env, data)
+        return data
+
+
+def _encoder(request: Request) -> _Encoded:
+    state = request.app.state
+    encoder: _Encoded | None = getattr(state, "sse_encoded", None)
+    if encoder is None:
+        encoder = state.sse_encoded = _Encoded()
+    return encoder
+
+
 @router.get(
     "/api/v1/stream",
     response_class=StreamingResponse,
@@ -54,35 +84,43 @@ async def stream(
         after = int(last_event_id)
     metrics = request.app.state.metrics
     heartbeat = request.app.state.settings.heartbeat_s
+    encoded = _encoder(request)
     sub = service.bus.subscribe()
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[bytes]:
         metrics.stream_clients.inc()
         try:
             sent = after if after is not None else service.ledger.next_seq - 1
-            yield "retry: 2000\n: connected\n\n"
+            yield b"retry: 2000\n: connected\n\n"
             if after is not None:
-                for env in await run_in_threadpool(service.backlog, after, leaves):
-                    sent = env["seq"]
-                    yield format_sse(env)
+                backlog = await run_in_threadpool(service.backlog, after, leaves)
+                for start in range(0, len(backlog), 500):
+                    part = backlog[start:start + 500]
+                    sent = part[-1]["seq"]
+                    yield "".join(format_sse(env) for env in part).encode()
             closing: asyncio.Future[Any] = asyncio.ensure_future(service.closing.wait())
-            getter: asyncio.Future[Any] | None = None
+            getter: asyncio.Future[list[dict[str, Any]]] | None = None
             try:
                 while not service.closing.is_set():
                     if getter is None:
-                        getter = asyncio.ensure_future(sub.get())
+                        getter = asyncio.ensure_future(sub.get_batch())
                     done, _ = await asyncio.wait({getter, closing}, timeout=heartbeat,
                                                  return_when=asyncio.FIRST_COMPLETED)
                     if getter not in done:
                         if not done:
-                            yield ": heartbeat\n\n"
+                            yield b": heartbeat\n\n"
                         continue
-                    env, getter = getter.result(), None
-                    if env["seq"] <= sent:
-                        continue
-                    sent = env["seq"]
-                    if leaves is None or env["region"] in leaves:
-                        yield format_sse(env)
+                    batch, getter = getter.result(), None
+                    # one write per batch: a detection's transitions go out together
+                    chunk: list[bytes] = []
+                    for env in batch:
+                        if env["seq"] <= sent:
+                            continue
+                        sent = env["seq"]
+                        if leaves is None or env["region"] in leaves:
+                            chunk.append(encoded(env))
+                    if chunk:
+                        yield b"".join(chunk)
             finally:
                 closing.cancel()
                 if getter is not None:

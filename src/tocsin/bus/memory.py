@@ -1,8 +1,13 @@
-"""The in-process bus of the embedded server: one asyncio queue per subscriber."""
+"""The in-process bus of the embedded server: one asyncio queue per subscriber.
+
+A publish queues its whole batch once per subscriber (not each envelope), so fanning a
+detection's transitions out to thousands of streams costs one queue put per stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,19 +15,33 @@ from tocsin.bus.base import Bus, Subscription
 
 __all__ = ["MemoryBus"]
 
+Batch = Sequence[dict[str, Any]]
+
 
 class _QueueSubscription(Subscription):
-    __slots__ = ("_bus", "_queue")
+    __slots__ = ("_bus", "_queue", "_ready")
 
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue()
+        self._ready: deque[dict[str, Any]] = deque()
 
     async def get(self) -> dict[str, Any]:
-        return await self._queue.get()
+        if not self._ready:
+            self._ready.extend(await self._queue.get())
+        return self._ready.popleft()
 
-    def put(self, envelope: dict[str, Any]) -> None:
-        self._queue.put_nowait(envelope)
+    async def get_batch(self) -> list[dict[str, Any]]:
+        if not self._ready:
+            self._ready.extend(await self._queue.get())
+        while not self._queue.empty():
+            self._ready.extend(self._queue.get_nowait())
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    def put(self, batch: Batch) -> None:
+        self._queue.put_nowait(batch)
 
     def close(self) -> None:
         self._bus._subs.discard(self)
@@ -36,9 +55,11 @@ class MemoryBus(Bus):
 
     async def publish(self, envelopes: Sequence[dict[str, Any]]) -> None:
         """Queue the envelopes on every subscription (never blocks the publisher)."""
+        if not envelopes:
+            return
+        batch = tuple(envelopes)
         for sub in tuple(self._subs):
-            for env in envelopes:
-                sub.put(env)
+            sub.put(batch)
 
     def subscribe(self) -> Subscription:
         """Open a subscription."""

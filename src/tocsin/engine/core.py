@@ -38,7 +38,7 @@ from tocsin.model import (
     Transition,
     format_time,
 )
-from tocsin.threats.catalog import Catalog, load_catalog
+from tocsin.threats.catalog import PROFILES, Catalog, load_catalog
 from tocsin.threats.tracks import GEOD, Track
 
 __all__ = ["Alert", "Engine", "Step", "from_us", "to_us"]
@@ -95,6 +95,9 @@ class Engine:
             leaf: float(regions.get(leaf).shelter_s or self.policy.shelter_s)
             for leaf in regions.leaves
         }
+        # per-profile `alert_s`, looked up for every covering track of every re-decided region
+        self._alert_s = {p: self.policy.horizon(p).alert_s for p in PROFILES}
+        self._stamp: tuple[int, datetime] = (0, EPOCH)  # the last transition time made
         self.clock_us: int | None = None
         self.tick_us: int | None = None
         self.tracks: dict[str, Track] = {}
@@ -180,6 +183,13 @@ class Engine:
                 }
             )
         return out
+
+    def covering(self, region: str, alert_type: str = AIR_RAID) -> tuple[str, ...]:
+        """Sorted ids of the live tracks that cover a leaf now and no operator cleared there."""
+        if alert_type != AIR_RAID:
+            return ()
+        cleared = self._suppressed.get((region, alert_type), ())
+        return tuple(sorted(t for t in self._covered_by.get(region, ()) if t not in cleared))
 
     def _eta_now(self, region: str, alert: Alert) -> float | None:
         best: float | None = None
@@ -446,7 +456,7 @@ class Engine:
                 tr = self.tracks[tid]
                 e = tr.coverage[leaf] - (now - tr.t_cov) / 1e6
                 e = 0.0 if e < 0 else e
-                alert_s = self.policy.horizon(tr.profile).alert_s
+                alert_s = self._alert_s[tr.resolved.weapon.profile]
                 r = 2 if e <= shelter else 1 if e <= alert_s else 0
                 rank = r if r > rank else rank
                 e2 = e - margin
@@ -553,11 +563,13 @@ class Engine:
         eta_s: float | None,
         extra: tuple[tuple[str, Any], ...] = (),
     ) -> None:
+        if self._stamp[0] != self._now:
+            self._stamp = (self._now, from_us(self._now))
         self._out.append(
             Transition(
                 type=kind,
                 region=region,
-                time=from_us(self._now),
+                time=self._stamp[1],
                 cause_seq=self._seq,
                 seq=self._seq + 1 + len(self._out),
                 alert_type=alert_type,

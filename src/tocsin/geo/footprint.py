@@ -42,14 +42,15 @@ def _arc(half_angle_deg: float) -> tuple[FloatArray, float]:
 
 
 def outline(fp: Footprint, length_m: float) -> tuple[FloatArray, FloatArray, bool]:
-    """Lon/lat vertices of `fp` drawn at `length_m`, and whether it is a cone (apex first)."""
+    """Lon/lat of the origin (index 0) then the arc vertices, and whether the origin is an apex."""
+    # A cone's ring is all the points (apex first); a disc's ring is the points after its centre.
+    # The arc runs clockwise by azimuth.
     disc = fp.is_disc
     offsets, factor = _arc(180.0 if disc else fp.half_angle_deg)
     n = offsets.size
     heading = 0.0 if fp.heading_deg is None else fp.heading_deg
-    lon, lat, _ = GEOD.fwd(
-        np.full(n, fp.lon), np.full(n, fp.lat), offsets + heading, np.full(n, length_m * factor)
-    )
-    if disc:
-        return lon, lat, False
-    return np.concatenate(([fp.lon], lon)), np.concatenate(([fp.lat], lat)), True
+    lon = np.full(n + 1, fp.lon)
+    lat = np.full(n + 1, fp.lat)
+    # One vectorised call, writing the vertices straight after the origin.
+    GEOD.fwd(lon[1:], lat[1:], offsets + heading, np.full(n, length_m * factor), inplace=True)
+    return lon, lat, not disc

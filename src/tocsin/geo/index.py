@@ -1,35 +1,37 @@
 """Spatial index over the leaves of a region set: locate a point, find what a footprint hits.
 
 Theory of operation. At construction every leaf polygon is projected once into the set's
-`PlanarFrame` and an STRtree is built over the projected polygons; a second STRtree over the
-lon/lat polygons answers `locate()` exactly as `Region.geometry` would. Per query, `hits()` does a
-fixed number of vectorised calls and no per-region Python work:
+`PlanarFrame`, an STRtree is built over the projected polygons, and a few numbers are kept per
+leaf; a second STRtree over the lon/lat polygons answers `locate()` exactly as
+`Region.geometry` would. Per query, `hits()` makes a fixed number of vectorised calls and does no
+per-region Python work:
 
-1. `Geod.fwd` for the arc vertices (one call), the planar frame for them and the origin (one call);
+1. `Geod.fwd` for the arc vertices (one call) and the frame for them and the origin (one call);
 2. `STRtree.query(polygon)`: leaves whose bounding box meets the footprint's;
-3. a numpy pre-filter on those candidates, which decides most of them without GEOS: a leaf whose
-   bounding circle lies beyond the footprint's farthest vertex or outside one of the half-planes
-   holding a cone is out, a leaf whose interior point (`point_on_surface`) is inside the
-   footprint is in;
-4. the exact GEOS `intersects` test for the undecided rest, with the leaves prepared once at
-   construction (still about 1 µs a polygon, so deciding most candidates without it is most of
-   the speed);
+3. a numpy pre-filter that decides most candidates without GEOS. Each leaf's minimum extent along
+   16 fixed directions is stored (a 16-sided "discrete oriented polytope"); a leaf whose minimum
+   exceeds the footprint's maximum along any direction is out. A leaf whose interior point
+   (`point_on_surface`) is inside the footprint is in. Both tests are exact: they only ever
+   skip work, never change an answer;
+4. the exact GEOS `intersects` for the undecided rest, against the prepared footprint (still
+   about 1 µs a polygon, which is why step 3 matters);
 5. `shapely.distance` from each hit to the origin, turned into geodesic metres by the frame's
-   scale correction (see `tocsin.geo.planar`). The correction samples the scale along the
-   segment to the region's nearest point. For a leaf across which the scale varies by under
-   0.1 % the point on the ray towards its centre at the same distance does nearly as well (it
-   lies in the leaf's bounding circle, so the result moves by under 0.05 %) and is much cheaper
-   than `shapely.shortest_line`, which is kept for larger leaves.
+   scale correction (`tocsin.geo.planar`). The correction samples the scale at the far end and
+   the middle of the segment to the region's nearest point; the leaf's centre stands in for that
+   point, which moves the result by at most half the scale variation across the leaf. Leaves
+   where that could pass 0.05 % (see `LARGE_LEAF_SCALE_VARIATION`; none in the bundled hromada
+   set) use `shapely.shortest_line` for the exact nearest point instead.
 
-Tree order is sorted-id order, so sorting indices sorts by id and the lowest index on a border is
-the lowest id.
+Most of the cost is the fixed overhead of each library call, so the steps above keep the count
+of calls small rather than the arithmetic. After construction nothing is written, so queries may
+run in several threads at once. Tree order is sorted-id order, so sorting indices
+sorts by id, and the lowest index on a border is the lowest id.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 import shapely
@@ -38,53 +40,50 @@ from shapely.geometry.base import BaseGeometry
 
 from tocsin.geo.footprint import outline
 from tocsin.geo.model import Footprint
-from tocsin.geo.planar import GEOD, PlanarFrame
+from tocsin.geo.planar import GEOD, SIMPSON_MAX_M, PlanarFrame
 
 __all__ = ["LeafIndex"]
 
 FloatArray = NDArray[np.float64]
+IndexArray = NDArray[np.intp]
 
 # Beyond this length a footprint is clipped to the farthest reach of the set (which changes no
 # hit) so that huge discs never wrap round a pole or the projection's cut meridian.
 REACH_CHECK_M = 2_000_000.0
 # The hull is convex in the plane, not quite on the ellipsoid: pad its farthest vertex.
 REACH_MARGIN = 1.02
-# Footprint outlines for display are densified so their straight lon/lat edges follow the
-# planar edges that `hits()` used to within centimetres.
-# Above this scale variation within a leaf, its nearest point is found exactly (see step 5);
-# below it, standing in for the nearest point moves a distance by at most half as much.
+# Above this scale variation within a leaf its nearest point is found exactly (step 5); below
+# it, the leaf's centre standing in for that point moves a distance by at most half as much.
 LARGE_LEAF_SCALE_VARIATION = 1e-3
-OUTLINE_SEGMENTS = 120
-OUTLINE_MIN_SEGMENT_M = 1_000.0
-
-
-class _Area(NamedTuple):
-    """A footprint in the planar frame, with what the pre-filter needs to know about it."""
-
-    geometry: BaseGeometry
-    ox: float
-    oy: float
-    # Every point of the polygon is within `reach` of the origin: it is star-shaped from the
-    # origin and its vertices are.
-    reach: float
-    # Outward unit normals (rows) of half-planes through the origin that hold the polygon.
-    normals: FloatArray | None
-    # False when the polygon had to be repaired, which voids the reach/normals reasoning.
-    simple: bool
+# Directions of the pre-filter's polytope, every 22.5°.
+_DIRECTIONS = np.array(
+    [(math.cos(a), math.sin(a)) for a in np.radians(np.arange(0.0, 360.0, 22.5))]
+)
+# Metres of slack in the pre-filter so that rounding can never drop a polygon that touches.
+_SLACK_M = 1.0
+# Longest lon/lat edge projected as a straight planar edge (see `LeafIndex.__init__`).
+DENSIFY_DEG = 0.1
+# Footprint outlines for display are densified in the same spirit: up to 400 edges, none
+# shorter than 2 km, keep them within metres of the planar polygon `hits()` used up to ~1,000 km.
+OUTLINE_SEGMENTS = 400
+OUTLINE_MIN_SEGMENT_M = 2_000.0
 
 
 class LeafIndex:
     """Leaf polygons of a region set, projected once, with the trees to query them."""
 
     __slots__ = (
-        "_centre",
+        "_any_large",
+        "_end",
+        "_extent",
+        "_half",
         "_hull_lat",
         "_hull_lon",
         "_ids",
         "_large",
+        "_lonlat",
         "_lonlat_tree",
         "_planar",
-        "_radius",
         "_rx",
         "_ry",
         "_tree",
@@ -107,21 +106,26 @@ class LeafIndex:
             if east - west > 180.0:
                 lons = shapely.get_x(shapely.point_on_surface(lonlat))
         self.frame = PlanarFrame.for_extent(bounds, lons)
-        self._planar: NDArray[np.object_] = self.frame.project(lonlat)
+        # An edge that is straight in lon/lat bows in the plane (by 55 m over a 50 km east-west
+        # edge); splitting edges longer than 0.1° first keeps the projected leaves within a few
+        # metres of `Region.geometry`, for 5 % more vertices.
+        densified = shapely.segmentize(lonlat, DENSIFY_DEG)
+        self._planar: NDArray[np.object_] = self.frame.project(densified)
         self._tree = shapely.STRtree(self._planar)
         self._lonlat_tree = shapely.STRtree(lonlat)
-        # Bounding circle (bbox centre, farthest vertex) and an interior point of every leaf.
-        box = shapely.bounds(self._planar).reshape(-1, 4)
-        self._centre = (box[:, :2] + box[:, 2:]) / 2.0
+        self._lonlat = lonlat
         coords, owner = shapely.get_coordinates(self._planar, return_index=True)
-        spread = np.hypot(*(coords - self._centre[owner]).T)
-        self._radius = np.zeros(lonlat.size)
-        np.maximum.at(self._radius, owner, spread)
-        # Where the scale varies too much across a leaf to stand in for its nearest point.
-        variation = self.frame.scale_variation(self._centre[:, 0], self._centre[:, 1], self._radius)
+        starts = np.flatnonzero(np.diff(owner, prepend=-1))
+        self._extent: FloatArray = np.minimum.reduceat(coords @ _DIRECTIONS.T, starts, axis=0)
+        box = shapely.bounds(self._planar).reshape(-1, 4)
+        centre = (box[:, :2] + box[:, 2:]) / 2.0
+        radius = np.zeros(lonlat.size)
+        np.maximum.at(radius, owner, np.hypot(*(coords - centre[owner]).T))
+        variation = self.frame.scale_variation(centre, radius)
         self._large = variation > LARGE_LEAF_SCALE_VARIATION
-        # Prepared leaves make the exact test about a third cheaper; they are reused forever.
-        shapely.prepare(self._planar)
+        self._any_large = bool(self._large.any())
+        # The centre stands in for the nearest point in the scale correction (step 5).
+        self._half, self._end = self.frame.segment_ends(centre)
         inner = shapely.get_coordinates(shapely.point_on_surface(self._planar))
         self._rx, self._ry = inner[:, 0].copy(), inner[:, 1].copy()
         self._hull_lon, self._hull_lat = self._hull(coords)
@@ -141,75 +145,102 @@ class LeafIndex:
         if not (math.isfinite(lat) and math.isfinite(lon)):
             raise ValueError(f"cannot locate a non-finite position ({lat}, {lon})")
         lon = (lon + 180.0) % 360.0 - 180.0
-        found = self._lonlat_tree.query(shapely.points(lon, lat), predicate="intersects")
+        # A point from an array is several times cheaper than from two scalars.
+        found = self._lonlat_tree.query(shapely.points(np.array((lon, lat))))
+        if found.size:
+            found = found[shapely.intersects_xy(self._lonlat[found], lon, lat)]
         return self._ids[int(found.min())] if found.size else None
 
     def hits(self, fp: Footprint) -> list[tuple[str, float]]:
         """Leaves the footprint touches, by id, with the geodesic metres from its origin."""
         if not self._ids:
             return []
-        area = self._planar_footprint(fp)
-        found = self._intersecting(area)
+        polygon, xy, exact = self._planar_footprint(fp)
+        found = self._intersecting(polygon, xy, exact)
         if not found.size:
             return []
-        dist = self._distances(fp, area, found)
+        dist = self._distances(fp, xy[0], found)
         ids = self._ids
         return [(ids[i], d) for i, d in zip(found.tolist(), dist.tolist(), strict=True)]
 
-    def _distances(self, fp: Footprint, area: _Area, found: NDArray[np.intp]) -> FloatArray:
-        """Geodesic metres from the footprint origin to the nearest point of each found leaf."""
-        leaves = self._planar[found]
-        origin = shapely.points(area.ox, area.oy)
-        if not self.frame.conic:
-            near = shapely.get_coordinates(shapely.shortest_line(leaves, origin))[0::2]
-            return self.frame.distances(fp.lon, fp.lat, area.ox, area.oy, near[:, 0], near[:, 1])
-        # An origin inside a leaf gives exactly 0, which the scale factor keeps.
-        planar = shapely.distance(leaves, origin)
-        towards = self._centre[found] - (area.ox, area.oy)
-        span = np.hypot(towards[:, 0], towards[:, 1])
-        stretch = np.divide(planar, span, out=np.zeros(span.size), where=span > 0.0)
-        near = towards * stretch[:, None] + (area.ox, area.oy)
-        large = self._large[found]
-        if large.any():
-            near[large] = shapely.get_coordinates(shapely.shortest_line(leaves[large], origin))[
-                0::2
-            ]
-        return self.frame.distances(
-            fp.lon, fp.lat, area.ox, area.oy, near[:, 0], near[:, 1], planar
-        )
+    def footprint_polygon(self, fp: Footprint) -> BaseGeometry:
+        """The footprint `hits()` intersects, as a lon/lat geometry."""
+        if fp.length_m <= 0.0:
+            return shapely.points(fp.lon, fp.lat)
+        polygon = self._planar_footprint(fp)[0]
+        segment = max(OUTLINE_MIN_SEGMENT_M, polygon.length / OUTLINE_SEGMENTS)
+        result: BaseGeometry = self.frame.unproject(shapely.segmentize(polygon, segment))
+        return result
 
-    def _intersecting(self, area: _Area) -> NDArray[np.intp]:
+    def _planar_footprint(self, fp: Footprint) -> tuple[BaseGeometry, FloatArray, bool]:
+        """The planar footprint, its origin and vertices (x/y rows), and if only GEOS may judge."""
+        # A point, or a polygon that had to be repaired, voids the pre-filter's reasoning.
+        length = fp.length_m
+        huge = length > REACH_CHECK_M
+        if huge:
+            length = min(length, self._reach(fp))
+        if length <= 0.0:
+            x, y = self.frame.forward(np.array([fp.lon]), np.array([fp.lat]))
+            xy = np.column_stack((x, y))
+            return shapely.points(xy[0]), xy, True
+        lon, lat, cone = outline(fp, length)
+        x, y = self.frame.forward(lon, lat)
+        xy = np.column_stack((x, y))
+        polygon: BaseGeometry = shapely.polygons(xy if cone else xy[1:])
+        if huge and not polygon.is_valid:
+            return shapely.make_valid(polygon), xy, True
+        return polygon, xy, False
+
+    def _intersecting(self, polygon: BaseGeometry, xy: FloatArray, exact: bool) -> IndexArray:
         """Sorted indices of the leaves that intersect the planar footprint."""
-        polygon = area.geometry
-        if not area.simple:
-            found: NDArray[np.intp] = self._tree.query(polygon, predicate="intersects")
+        if exact:
+            found: IndexArray = self._tree.query(polygon, predicate="intersects")
             found.sort()
             return found
-        candidates: NDArray[np.intp] = self._tree.query(polygon)
+        candidates: IndexArray = self._tree.query(polygon)
         if not candidates.size:
             return candidates
-        offset = self._centre[candidates] - (area.ox, area.oy)
-        # A 1 m pad keeps rounding from ever dropping a polygon that touches.
-        radius = self._radius[candidates] + 1.0
-        maybe = np.einsum("ij,ij->i", offset, offset) <= (radius + area.reach) ** 2
-        if area.normals is not None:
-            maybe &= (offset @ area.normals.T <= radius[:, None]).all(axis=1)
-        candidates = candidates[maybe]
+        # The footprint's maximum along each direction; the origin is in the footprint, so
+        # including it in `xy` for a disc changes nothing.
+        reach = (xy @ _DIRECTIONS.T).max(axis=0) + _SLACK_M
+        candidates = candidates[(self._extent[candidates] <= reach).all(axis=1)]
+        # Only this query's own footprint is prepared: GEOS prepared geometries build their
+        # indexes lazily and are not thread-safe, so shared leaves stay unprepared.
+        shapely.prepare(polygon)
         inside = shapely.contains_xy(polygon, self._rx[candidates], self._ry[candidates])
+        found = candidates[inside]
         rest = candidates[~inside]
-        touching = rest[shapely.intersects(self._planar[rest], polygon)]
-        found = np.concatenate((candidates[inside], touching))
+        if rest.size:
+            found = np.concatenate((found, rest[shapely.intersects(polygon, self._planar[rest])]))
         found.sort()
         return found
 
-    def footprint_polygon(self, fp: Footprint) -> BaseGeometry:
-        """The footprint `hits()` intersects, as a lon/lat geometry."""
-        area = self._planar_footprint(fp).geometry
-        if area.geom_type == "Point":
-            return shapely.points(fp.lon, fp.lat)
-        segment = max(OUTLINE_MIN_SEGMENT_M, area.length / OUTLINE_SEGMENTS)
-        result: BaseGeometry = self.frame.unproject(shapely.segmentize(area, segment))
-        return result
+    def _distances(self, fp: Footprint, origin: FloatArray, found: IndexArray) -> FloatArray:
+        """Geodesic metres from the footprint origin to the nearest point of each found leaf."""
+        leaves = self._planar[found]
+        point = shapely.points(origin)
+        if self.frame.conic:
+            # An origin inside a leaf gives exactly 0, which the scale factor keeps.
+            planar: FloatArray = shapely.distance(leaves, point)
+            if not planar.size or planar.max() <= SIMPSON_MAX_M:
+                factor = self.frame.scale_factors(origin, self._half[found], self._end[found])
+                dist = planar * factor
+                if self._any_large:
+                    large = self._large[found]
+                    dist[large] = self._exact(fp, origin, leaves[large], point)
+                return dist
+        return self._exact(fp, origin, leaves, point)
+
+    def _exact(
+        self,
+        fp: Footprint,
+        origin: FloatArray,
+        leaves: NDArray[np.object_],
+        point: BaseGeometry,
+    ) -> FloatArray:
+        """Distances through each leaf's exact nearest point."""
+        near = shapely.get_coordinates(shapely.shortest_line(leaves, point))[0::2]
+        return self.frame.distances(fp.lon, fp.lat, origin, near)
 
     def _reach(self, fp: Footprint) -> float:
         """Metres from the footprint origin beyond which the set has nothing."""
@@ -220,52 +251,3 @@ class LeafIndex:
             np.full(n, fp.lon), np.full(n, fp.lat), self._hull_lon, self._hull_lat
         )
         return float(dist.max()) * REACH_MARGIN + 1_000.0
-
-    def _planar_footprint(self, fp: Footprint) -> _Area:
-        """The footprint polygon in the planar frame."""
-        length = fp.length_m
-        huge = length > REACH_CHECK_M
-        if huge:
-            length = min(length, self._reach(fp))
-        if length <= 0.0:
-            x, y = self.frame.forward(np.array([fp.lon]), np.array([fp.lat]))
-            ox, oy = float(x[0]), float(y[0])
-            return _Area(shapely.points(ox, oy), ox, oy, 0.0, None, False)
-        lon, lat, cone = outline(fp, length)
-        normals = None
-        if cone:
-            x, y = self.frame.forward(lon, lat)
-            ox, oy = float(x[0]), float(y[0])
-            if fp.half_angle_deg <= 90.0:
-                normals = _wedge_normals(x[1] - ox, y[1] - oy, x[-1] - ox, y[-1] - oy)
-            rim_x, rim_y = x[1:], y[1:]
-            ring = np.column_stack((x, y))
-        else:
-            # The origin rides along in the same transformer call as the circle.
-            x, y = self.frame.forward(np.append(lon, fp.lon), np.append(lat, fp.lat))
-            ox, oy = float(x[-1]), float(y[-1])
-            rim_x, rim_y = x[:-1], y[:-1]
-            ring = np.column_stack((rim_x, rim_y))
-        reach = float(np.hypot(rim_x - ox, rim_y - oy).max())
-        polygon: BaseGeometry = shapely.polygons(ring)
-        if huge and not polygon.is_valid:
-            return _Area(shapely.make_valid(polygon), ox, oy, reach, None, False)
-        return _Area(polygon, ox, oy, reach, normals, True)
-
-
-def _wedge_normals(x_first: float, y_first: float, x_last: float, y_last: float) -> FloatArray:
-    """Outward normals of the two sides of a convex cone and of its back half-plane.
-
-    The arc runs clockwise by azimuth from the first side to the last, so in x/y the cone
-    opens counter-clockwise from the last side to the first.
-    """
-    first = math.atan2(y_first, x_first)
-    last = math.atan2(y_last, x_last)
-    axis = last + ((first - last) % math.tau) / 2.0
-    return np.array(
-        [
-            (math.sin(last), -math.cos(last)),
-            (-math.sin(first), math.cos(first)),
-            (-math.cos(axis), -math.sin(axis)),
-        ]
-    )

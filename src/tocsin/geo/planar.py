@@ -44,35 +44,34 @@ FloatArray = NDArray[np.float64]
 class PlanarFrame:
     """A projection from lon/lat to metres and back, with its transformers built once."""
 
-    __slots__ = ("_apex_x", "_apex_y", "_forward", "_inverse", "_inv_k", "_k", "_rho", "crs")
+    __slots__ = ("_apex", "_forward", "_inverse", "_inv_k", "_rho2", "crs")
 
     def __init__(self, crs: CRS, *, conic: tuple[float, bool] | None = None) -> None:
         self.crs = crs
         # pyproj transformers are thread-safe since 3.1 and costly to create: keep one each way.
         self._forward = Transformer.from_crs(_LONLAT, crs, always_xy=True)
         self._inverse = Transformer.from_crs(crs, _LONLAT, always_xy=True)
-        self._rho: FloatArray | None = None
-        self._k: FloatArray = np.empty(0)
+        # Squared distance from the apex -> 1/k, ascending; None for a non-conic frame.
+        self._rho2: FloatArray | None = None
         self._inv_k: FloatArray = np.empty(0)
-        self._apex_x = self._apex_y = 0.0
+        self._apex: FloatArray = np.zeros(2)
         if conic is not None:
             self._scale_table(*conic)
 
     def _scale_table(self, lon_0: float, south: bool) -> None:
-        """Tabulate the conic scale factor against the distance from the apex."""
+        """Tabulate the conic scale factor against the squared distance from the apex."""
         apex_lat, far_lat = (-90.0, 90.0) if south else (90.0, -90.0)
         x, y = self.forward(np.array([lon_0]), np.array([apex_lat]))
-        self._apex_x, self._apex_y = float(x[0]), float(y[0])
+        self._apex = np.array([x[0], y[0]])
         lat = np.linspace(apex_lat, far_lat, _TABLE_SIZE)
         lat = np.clip(lat, -90.0 + _TABLE_POLE_GAP_DEG, 90.0 - _TABLE_POLE_GAP_DEG)
         lon = np.full(lat.size, lon_0)
         x, y = self.forward(lon, lat)
-        rho = np.hypot(x - self._apex_x, y - self._apex_y)
+        rho2 = (x - self._apex[0]) ** 2 + (y - self._apex[1]) ** 2
         factors = Proj(self.crs).get_factors(lon, lat)
-        order = np.argsort(rho)
-        self._rho = rho[order]
-        self._k = np.asarray(factors.parallel_scale, dtype=np.float64)[order]
-        self._inv_k = 1.0 / self._k
+        order = np.argsort(rho2)
+        self._rho2 = rho2[order]
+        self._inv_k = 1.0 / np.asarray(factors.parallel_scale, dtype=np.float64)[order]
 
     @classmethod
     def for_extent(
@@ -111,48 +110,53 @@ class PlanarFrame:
     @property
     def conic(self) -> bool:
         """True when distances come from the plane with a scale correction (see module doc)."""
-        return self._rho is not None
+        return self._rho2 is not None
 
-    def scale_variation(self, x: FloatArray, y: FloatArray, radius: FloatArray) -> FloatArray:
-        """How much the scale factor varies within `radius` of planar points (0 if not conic)."""
-        if self._rho is None:
-            return np.zeros(np.shape(x))
-        rho = np.hypot(x - self._apex_x, y - self._apex_y)
+    def inverse_scale(self, xy: FloatArray) -> FloatArray:
+        """1/k at planar points (rows of x, y); ones if the frame is not conic."""
+        if self._rho2 is None:
+            return np.ones(len(xy))
+        rel = xy - self._apex
+        result: FloatArray = np.interp(np.einsum("ij,ij->i", rel, rel), self._rho2, self._inv_k)
+        return result
+
+    def scale_variation(self, xy: FloatArray, radius: FloatArray) -> FloatArray:
+        """How much k varies within `radius` of planar points (rows); 0 if not conic."""
+        if self._rho2 is None:
+            return np.zeros(len(xy))
+        rho = np.hypot(*(xy - self._apex).T)
         # k(rho) has one minimum between the standard parallels, so sample across the range.
-        samples = rho[:, None] + radius[:, None] * np.linspace(-1.0, 1.0, 9)[None, :]
-        k = np.interp(samples, self._rho, self._k)
+        samples = np.maximum(rho[:, None] + radius[:, None] * np.linspace(-1.0, 1.0, 9), 0.0)
+        k = 1.0 / np.interp(samples**2, self._rho2, self._inv_k)
         result: FloatArray = k.max(axis=1) - k.min(axis=1)
         return result
 
-    def distances(
-        self,
-        lon: float,
-        lat: float,
-        x0: float,
-        y0: float,
-        x: FloatArray,
-        y: FloatArray,
-        planar: FloatArray | None = None,
-    ) -> FloatArray:
-        """Geodesic metres from the origin (`lon`/`lat`, planar `x0`/`y0`) to planar points.
+    def segment_ends(self, ends: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """What `scale_factors()` needs of segment ends: half their offsets, and 1/(6k) there."""
+        return (ends - self._apex) * 0.5, self.inverse_scale(ends) * (1.0 / 6.0)
 
-        `planar`, if given, is the planar length to use for each point (the exact distance to a
-        region, when `x`/`y` only stand in for its nearest point to place the scale samples).
-        """
-        if planar is None:
-            planar = np.hypot(x - x0, y - y0)
-        if self._rho is not None and (not planar.size or planar.max() <= SIMPSON_MAX_M):
-            # Simpson's rule for the integral of 1/k along the segment, on a table of 1/k.
-            rho = np.hypot(
-                np.concatenate(((x0,), (x + x0) * 0.5, x)) - self._apex_x,
-                np.concatenate(((y0,), (y + y0) * 0.5, y)) - self._apex_y,
-            )
-            inv = np.interp(rho, self._rho, self._inv_k)
-            n = planar.size
-            result: FloatArray = planar * ((inv[0] + 4.0 * inv[1 : n + 1] + inv[n + 1 :]) / 6.0)
+    def scale_factors(self, origin: FloatArray, half: FloatArray, end: FloatArray) -> FloatArray:
+        """Geodesic metres per planar metre on segments from `origin`, by Simpson's rule."""
+        # Simpson: (1/k0 + 4/k_mid + 1/k_end) / 6. The ends' parts come precomputed from
+        # `segment_ends()`, so a leaf's centre costs nothing per query.
+        assert self._rho2 is not None
+        rel = origin - self._apex
+        start = float(np.interp(rel @ rel, self._rho2, self._inv_k)) * (1.0 / 6.0)
+        middle = half + rel * 0.5
+        squared = np.einsum("ij,ij->i", middle, middle)
+        result: FloatArray = np.interp(squared, self._rho2, self._inv_k) * (4.0 / 6.0)
+        result += end
+        result += start
+        return result
+
+    def distances(self, lon: float, lat: float, origin: FloatArray, xy: FloatArray) -> FloatArray:
+        """Geodesic metres from the origin (`lon`/`lat`, planar `origin`) to planar points."""
+        planar = np.hypot(*(xy - origin).T)
+        if self._rho2 is not None and (not planar.size or planar.max() <= SIMPSON_MAX_M):
+            result: FloatArray = planar * self.scale_factors(origin, *self.segment_ends(xy))
             return result
         n = planar.size
-        lons, lats = self.inverse(x, y)
+        lons, lats = self.inverse(xy[:, 0].copy(), xy[:, 1].copy())
         _, _, dist = GEOD.inv(np.full(n, lon), np.full(n, lat), lons, lats)
         # A point at the origin itself is 0, not the millimetres of a projection round trip.
         dist[planar == 0.0] = 0.0

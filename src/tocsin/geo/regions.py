@@ -108,7 +108,7 @@ class RegionSet:
         try:
             return self.regions[region_id]
         except KeyError:
-            raise UnknownRegion(f"unknown region {region_id!r} in set {self.name!r}") from None
+            raise self._unknown(region_id) from None
 
     def chain(self, region_id: str) -> list[Region]:
         """The region, then its parent, and so on up to its root."""
@@ -121,28 +121,32 @@ class RegionSet:
 
     def children(self, region_id: str) -> tuple[str, ...]:
         """Sorted ids of the region's direct children."""
-        self.get(region_id)
-        return self._children[region_id]
+        try:
+            return self._children[region_id]
+        except KeyError:
+            raise self._unknown(region_id) from None
 
     def leaves_under(self, region_id: str) -> tuple[str, ...]:
         """Sorted ids of the leaves at or below the region; a leaf gives itself."""
-        self.get(region_id)
-        return self._leaves_under[region_id]
+        try:
+            return self._leaves_under[region_id]
+        except KeyError:
+            raise self._unknown(region_id) from None
+
+    def _unknown(self, region_id: str) -> UnknownRegion:
+        return UnknownRegion(f"unknown region {region_id!r} in set {self.name!r}")
 
     def locate(self, lat: float, lon: float) -> str | None:
         """The leaf whose polygon covers the point (the lowest id on a border), or None."""
         return self._index.locate(lat, lon)
 
     def hits(self, fp: Footprint) -> list[tuple[str, float]]:
-        """Leaves the footprint touches, sorted by id, each with its geodesic distance in metres.
-
-        The distance is from the footprint origin to the nearest point of the region, 0.0 when
-        the origin is inside it.
-        """
+        """Leaves the footprint touches, by id, with geodesic metres from its origin (0 inside)."""
         return self._index.hits(fp)
 
     def footprint_polygon(self, fp: Footprint) -> BaseGeometry:
         """The footprint as the lon/lat polygon `hits()` intersects (a point for length 0)."""
+        # Past 2,000 km it is drawn only as far as the set reaches, which changes no hit.
         return self._index.footprint_polygon(fp)
 
     def bounds(self) -> tuple[float, float, float, float]:
@@ -157,11 +161,9 @@ class RegionSet:
         name: str | None = None,
         mapping: Mapping[str, str] | None = None,
     ) -> RegionSet:
-        """Load a set from a FeatureCollection, JSON text, or a `.geojson`/`.geojson.gz` path.
-
-        `mapping` maps canonical property names (`id`, `parent`, `name_en`, `shelter_s`, …) to the
-        names the file uses, e.g. `{"id": "iso_3166_2", "name_en": "name"}`.
-        """
+        """Load a set from a FeatureCollection, JSON text, or a `.geojson`/`.geojson.gz` path."""
+        # `mapping` maps canonical property names (`id`, `parent`, `name_en`, `shelter_s`, …) to
+        # the file's, e.g. `{"id": "iso_3166_2", "name_en": "name"}`; see `tocsin.geo.geojson`.
         source = "<geojson>"
         if isinstance(data, Path) or (isinstance(data, str) and not data.lstrip().startswith("{")):
             path = Path(data)

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["WebhookDispatcher", "matcher", "sign"]
 
 log = logging.getLogger("tocsin.webhooks")
-BASE_BACKOFF_S = 0.5
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -130,20 +129,16 @@ class WebhookDispatcher:
             if last <= cursor:
                 await asyncio.sleep(0.2)
                 continue
-            batch = await asyncio.to_thread(self._read, cursor, min(last, cursor + 500))
-            for seq, env in batch:
-                cursor = seq
-                if env is not None and match(env):
-                    await self._deliver(sub, seq, env)
-                    await asyncio.to_thread(self.service.admin.advance_cursor, sub.id, cursor)
-            if batch:
-                await asyncio.to_thread(self.service.admin.advance_cursor, sub.id, cursor)
-
-    def _read(self, after: int, end: int) -> list[tuple[int, dict[str, Any] | None]]:
-        out: list[tuple[int, dict[str, Any] | None]] = []
-        for entry in self.service.log.read(after + 1, end):
-            out.append((entry.seq, entry.obj() if entry.kind == "transition" else None))
-        return out
+            end = min(last, cursor + 500)
+            # transitions with their provenance (cause and decision times), as streams get them
+            batch = await asyncio.to_thread(self.service.backlog, cursor, None, end)
+            for env in batch:
+                if match(env):
+                    await self._deliver(sub, env["seq"], env)
+                    await asyncio.to_thread(self.service.admin.advance_cursor, sub.id,
+                                            env["seq"])
+            cursor = end
+            await asyncio.to_thread(self.service.admin.advance_cursor, sub.id, cursor)
 
     async def _deliver(self, sub: SubscriptionRecord, seq: int, env: dict[str, Any]) -> None:
         body = json.dumps(
@@ -173,7 +168,7 @@ class WebhookDispatcher:
             await self._record(sub, seq, attempt, status, error, "failed")
             delay = min(
                 self.service.settings.webhook_max_backoff_s,
-                BASE_BACKOFF_S * 2 ** min(attempt - 1, 20),
+                self.service.settings.webhook_base_backoff_s * 2 ** min(attempt - 1, 20),
             )
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 

@@ -13,6 +13,7 @@ import json
 import secrets
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,10 @@ from typing import Any
 from tocsin.errors import FieldError, OperationalError, ValidationError
 from tocsin.model import format_time
 
-__all__ = ["ROLES", "AdminStore", "ApiKey", "Delivery", "SubscriptionRecord", "hash_key"]
+__all__ = [
+    "ROLES", "AdminBackend", "AdminStore", "ApiKey", "Delivery", "SirenRecord",
+    "SubscriptionRecord", "hash_key", "open_admin",
+]
 
 ROLES = ("reader", "sensor", "operator", "admin")
 KEY_PREFIX = "tk_"
@@ -41,6 +45,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempt INTEGER NOT NULL, at TEXT NOT NULL, status INTEGER, error TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_sub ON deliveries (subscription, id);
+CREATE TABLE IF NOT EXISTS sirens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+    region TEXT NOT NULL, updated_at TEXT NOT NULL
+);
 """
 
 
@@ -100,11 +108,90 @@ class Delivery:
                 "at": self.at, "status": self.status, "error": self.error}
 
 
+@dataclass(frozen=True, slots=True)
+class SirenRecord:
+    """A siren in the registry: where it stands and the leaf region it warns."""
+
+    id: str
+    name: str
+    lat: float
+    lon: float
+    region: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the API."""
+        return {"id": self.id, "name": self.name, "lat": self.lat, "lon": self.lon,
+                "region": self.region}
+
+
 def _now() -> str:
     return format_time(datetime.now(UTC))
 
 
-class AdminStore:
+class AdminBackend(ABC):
+    """What every admin store does: SQLite here (`AdminStore`), PostgreSQL for a cluster
+    (`tocsin.store.admin_postgres.PostgresAdminStore`)."""
+
+    @abstractmethod
+    def create_key(self, role: str, name: str | None = None) -> tuple[str, ApiKey]:
+        """Make a new key; returns the key (shown once) and its record."""
+
+    @abstractmethod
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The live key record for a presented key, or None."""
+
+    @abstractmethod
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones too."""
+
+    @abstractmethod
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke by id (or name); False if no live key matched."""
+
+    @abstractmethod
+    def create_subscription(
+        self, url: str, spec: dict[str, Any], cursor: int
+    ) -> SubscriptionRecord:
+        """Store a subscription starting after `cursor` (the current log end)."""
+
+    @abstractmethod
+    def subscriptions(self, *, active_only: bool = False) -> list[SubscriptionRecord]:
+        """Every subscription."""
+
+    @abstractmethod
+    def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
+        """One subscription by id."""
+
+    @abstractmethod
+    def deactivate_subscription(self, sub_id: str) -> bool:
+        """Stop delivering to a subscription."""
+
+    @abstractmethod
+    def advance_cursor(self, sub_id: str, seq: int) -> None:
+        """Record that everything up to `seq` was delivered (or did not match)."""
+
+    @abstractmethod
+    def record_delivery(self, d: Delivery) -> None:
+        """Append to the delivery log."""
+
+    @abstractmethod
+    def deliveries(self, sub_id: str, limit: int = 100) -> list[Delivery]:
+        """The latest delivery attempts of a subscription, newest first."""
+
+    @abstractmethod
+    def put_sirens(self, sirens: Sequence[SirenRecord]) -> None:
+        """Add or replace sirens (by id), all in one transaction."""
+
+    @abstractmethod
+    def sirens(self) -> list[SirenRecord]:
+        """Every registered siren, by id."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store."""
+
+
+class AdminStore(AdminBackend):
     """Keys, subscriptions and deliveries in `admin.db` next to the log."""
 
     def __init__(self, path: Path | str) -> None:
@@ -208,7 +295,38 @@ class AdminStore:
                          "WHERE subscription = ? ORDER BY id DESC LIMIT ?", (sub_id, limit))
         return [Delivery(*r) for r in rows]
 
+    # --- sirens --------------------------------------------------------------------------------
+
+    def put_sirens(self, sirens: Sequence[SirenRecord]) -> None:
+        """Add or replace sirens (by id), all in one transaction."""
+        at = _now()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO sirens VALUES (?,?,?,?,?,?)",
+                    [(s.id, s.name, s.lat, s.lon, s.region, at) for s in sirens])
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise OperationalError(f"{self.path}: {exc}") from exc
+
+    def sirens(self) -> list[SirenRecord]:
+        """Every registered siren, by id."""
+        rows = self._run("SELECT id, name, lat, lon, region FROM sirens ORDER BY id")
+        return [SirenRecord(*r) for r in rows]
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+def open_admin(store: str | None, data_dir: Path | str) -> AdminBackend:
+    """The admin store of a store URL: PostgreSQL for `postgresql://…`, else `admin.db` in
+    `data_dir`."""
+    if store is not None and store.startswith(("postgresql://", "postgres://")):
+        from tocsin.store.admin_postgres import PostgresAdminStore
+
+        return PostgresAdminStore(store)
+    return AdminStore(Path(data_dir) / "admin.db")

@@ -77,8 +77,12 @@ class EventLog(ABC):
 
 
 def open_log(url_or_dir: str | Path) -> EventLog:
-    """Open a log by URL (`sqlite:///path.db`, `memory:`) or data directory."""
+    """Open a log by URL (`sqlite:///path.db`, `postgresql://…`, `memory:`) or data directory."""
     text = str(url_or_dir)
+    if text.startswith(("postgresql://", "postgres://")):
+        from tocsin.store.postgres import PostgresLog
+
+        return PostgresLog(text)
     if text == "memory:":
         from tocsin.store.memory import MemoryLog
 

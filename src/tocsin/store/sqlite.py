@@ -35,6 +35,11 @@ CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
     BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
     BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TABLE IF NOT EXISTS merkle_leaves (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS merkle_leaves_no_update BEFORE UPDATE ON merkle_leaves
+    BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS merkle_leaves_no_delete BEFORE DELETE ON merkle_leaves
+    BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
 """
 
 _COLUMNS = "seq, kind, body, source, event_id, key_name, cause_seq, recorded_at"
@@ -62,15 +67,23 @@ class SQLiteLog(EventLog):
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM log").fetchone()
         return int(row[0])
 
-    def append(self, entries: Sequence[LogEntry]) -> None:
-        """Append entries in one transaction, fsynced before returning."""
+    def append(
+        self, entries: Sequence[LogEntry], *, leaf_hashes: Sequence[bytes] | None = None
+    ) -> None:
+        """Append entries in one transaction, fsynced before returning.
+
+        `leaf_hashes` (from `tocsin.store.merkle`), one per entry, go to `merkle_leaves` in the
+        same transaction.
+        """
         if not entries:
             return
+        if leaf_hashes is not None and len(leaf_hashes) != len(entries):
+            raise ValueError("one leaf hash per entry")
         with self._lock:
-            if entries[0].seq != self._max + 1:
-                raise IntegrityError(
-                    f"seq {entries[0].seq} does not continue the log at {self._max + 1}"
-                )
+            # every seq, not only the first: a gap inside a batch would be committed silently
+            for expected, e in enumerate(entries, self._max + 1):
+                if e.seq != expected:
+                    raise IntegrityError(f"seq {e.seq} does not continue the log at {expected}")
             rows = [
                 (e.seq, e.kind, e.body, e.source, e.event_id, e.key_name, e.cause_seq,
                  e.recorded_at)
@@ -79,6 +92,11 @@ class SQLiteLog(EventLog):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(f"INSERT INTO log ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
+                if leaf_hashes is not None:
+                    self._db.executemany(
+                        "INSERT INTO merkle_leaves (seq, hash) VALUES (?, ?)",
+                        zip((e.seq for e in entries), leaf_hashes, strict=False),
+                    )
                 self._db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 self._rollback()

@@ -1,0 +1,160 @@
+"""An alerts.in.ua-compatible read API at the server root.
+
+The official clients (e.g. Python `alerts_in_ua`) work unchanged once their base URL points
+here: the same paths, JSON shapes, time formats, `Last-Modified` on every 200 and `304` for an
+unchanged `If-Modified-Since`, and errors as `{"message": ...}`. Any bearer token is accepted
+on a public server (those clients always send one); a `--private` server wants a reader key.
+
+`Last-Modified` has whole seconds, so a change later in the same second would hide behind an
+equal date. While the newest change is in the current second the date sent is one second
+earlier, which makes the next conditional request fetch again; `304` is answered only when the
+date the client holds is not older than the newest change.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from tocsin.api.auth import authenticate, require
+from tocsin.outputs.alertsinua import PERIODS, AlertsInUaView, meta_time
+from tocsin.service import Service
+
+__all__ = ["CompatError", "install", "router"]
+
+router = APIRouter(tags=["alerts.in.ua"])
+
+DISCLAIMER = (
+    "tocsin: alerts decided by this server's own engine in the alerts.in.ua format; "
+    "not data of alerts.in.ua."
+)
+
+
+class CompatError(Exception):
+    """An error answered as alerts.in.ua does: `{"message": ...}`."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def install(app: FastAPI, service: Service) -> None:
+    """Keep the alerts.in.ua view of `service`'s alerts on `app.state.alertsinua`."""
+    view = AlertsInUaView(service.regions, clock=service.clock)
+    service.on_recover.append(view.apply)
+    service.on_publish.append(view.apply_many)
+    app.state.alertsinua = view
+
+    @app.exception_handler(CompatError)
+    async def compat_error(_request: Request, exc: CompatError) -> JSONResponse:
+        return JSONResponse({"message": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    app.include_router(router)
+
+
+def compat_reader(request: Request) -> AlertsInUaView:
+    """Read access as alerts.in.ua clients ask for it (see the module docstring)."""
+    try:
+        if request.app.state.settings.private:
+            require(authenticate(request), "reader")
+        else:
+            host = request.client.host if request.client else "?"
+            wait = request.app.state.limiter.check(f"ip:{host}")
+            if wait:
+                raise HTTPException(429, "rate limit exceeded",
+                                    headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+    except HTTPException as exc:
+        raise CompatError(exc.status_code, str(exc.detail), dict(exc.headers or {})) from None
+    view: AlertsInUaView = request.app.state.alertsinua
+    return view
+
+
+def _answer(request: Request, view: AlertsInUaView, payload: Any) -> Response:
+    """200 with `Last-Modified`, or 304 when the client's copy is current."""
+    now = view.clock().astimezone(UTC)
+    newest = view.changed_at.astimezone(UTC).replace(microsecond=0)
+    sent = newest if newest < now.replace(microsecond=0) else newest - timedelta(seconds=1)
+    headers = {"Last-Modified": format_datetime(sent, usegmt=True), "Cache-Control": "no-cache"}
+    held = _http_date(request.headers.get("if-modified-since"))
+    if held is not None and newest <= held <= now:
+        return Response(status_code=304, headers=headers)
+    body = payload() if callable(payload) else payload
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        media_type="application/json", headers=headers,
+    )
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _alerts(view: AlertsInUaView, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "alerts": alerts,
+        "meta": {"last_updated_at": meta_time(view.changed_at)},
+        "disclaimer": DISCLAIMER,
+    }
+
+
+@router.get("/v1/alerts/active.json")
+async def active_alerts(request: Request,
+                        view: AlertsInUaView = Depends(compat_reader)) -> Response:
+    """Alerts in force, rolled up to the coarsest location wholly under alert."""
+    return _answer(request, view, lambda: _alerts(view, view.active()))
+
+
+@router.get("/v1/regions/{uid}/alerts/{period}.json")
+async def region_history(uid: int, period: str, request: Request,
+                         view: AlertsInUaView = Depends(compat_reader)) -> Response:
+    """Alerts of a location over `day_ago`, `week_ago` or `month_ago`, the open ones included."""
+    span = PERIODS.get(period)
+    if span is None:
+        raise CompatError(400, f"unknown period {period!r}; use one of {', '.join(PERIODS)}")
+    found = view.region_history(uid, view.clock() - span)
+    if found is None:
+        raise CompatError(404, f"unknown location uid {uid}")
+    return _answer(request, view, _alerts(view, found))
+
+
+def _iot(version: int) -> None:
+    levels = version == 2
+
+    @router.get(f"/v{version}/iot/active_air_raid_alerts/{{uid}}.json")
+    async def location_status(uid: int, request: Request,
+                              view: AlertsInUaView = Depends(compat_reader)) -> Response:
+        if uid not in view.locations:
+            raise CompatError(404, f"unknown location uid {uid}")
+        return _answer(request, view, lambda: view.status(uid, levels=levels))
+
+    @router.get(f"/v{version}/iot/active_air_raid_alerts_by_oblast.json")
+    async def oblast_statuses(request: Request,
+                              view: AlertsInUaView = Depends(compat_reader)) -> Response:
+        return _answer(request, view, lambda: view.by_oblast(levels=levels))
+
+    @router.get(f"/v{version}/iot/active_air_raid_alerts.json")
+    async def all_statuses(request: Request,
+                           view: AlertsInUaView = Depends(compat_reader)) -> Response:
+        return _answer(request, view, lambda: view.statuses(levels=levels))
+
+    letters = "R (red), Y (yellow), P or N" if levels else "A, P or N"
+    location_status.__doc__ = f"Air-raid status of one location: {letters}."
+    oblast_statuses.__doc__ = f"Air-raid status of the 27 oblasts in a fixed order: {letters}."
+    all_statuses.__doc__ = f"Air-raid status of every location, indexed by uid: {letters}."
+
+
+_iot(1)
+_iot(2)

@@ -1,0 +1,645 @@
+"""Sirens over MQTT: commands out, acknowledgements and heartbeats in, faults into the log.
+
+Topics (prefix `tocsin/v1/sirens/{id}`; a siren id is 1-64 of `A-Z a-z 0-9 . _ -`):
+
+- `…/{id}/cmd`, from tocsin, QoS 1, retained: `{"id", "command": "sound" or "stop",
+  "pattern": "alert", "all_clear" or "test", "alert": {region, alert_type, severity, seq} or
+  null, "issued_at"}`.
+- `…/{id}/ack`, from the siren, QoS 1: `{"id": <the command's id>, "status": "ok" or "fault",
+  "reason"?, "at"?}`.
+- `…/{id}/status`, from the siren, QoS 1, retained: `{"status": "ok", "fault" or "offline",
+  "reason"?, "at"?}`, sent on connecting and as a heartbeat; its MQTT last will is
+  `{"status": "offline"}`.
+
+The retained command is the state a siren must be in, so a siren that (re)connects learns it at
+once. When an alert starts in a region with none before, each siren of the region gets `sound`
+(`pattern` `alert`); when the region's last alert ends, `stop` (`all_clear`). On every
+(re)connection to the broker the gateway sends each registered siren the command for the state
+of its region now, which also checks every siren answers. A test (`pattern` `test`) is sent
+without retain: it is an event, not a state.
+
+A siren that does not acknowledge its latest command within `siren_ack_s`, or reports a fault,
+becomes `fault`; a last will or `offline` status makes it `offline` (its pending command waits:
+the broker hands the retained command over when it is back). Each change is logged as a
+`siren_status` event (source `sirens`, key `sirens`), which the engine turns into a
+`siren_fault` transition; the siren recovers (`ok`) when it acknowledges again.
+
+`simulate_sirens` runs simulated sirens that speak this protocol, each its own MQTT client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import heapq
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from tocsin.errors import FieldError, TocsinError, ValidationError
+from tocsin.geo import RegionSet
+from tocsin.model import format_time
+from tocsin.store.admin import SirenRecord
+
+if TYPE_CHECKING:
+    from tocsin.service import Service
+
+__all__ = [
+    "PREFIX",
+    "SIREN_ID_RE",
+    "Broker",
+    "SimStats",
+    "SirenGateway",
+    "SirenView",
+    "parse_broker_url",
+    "read_registry",
+    "simulate_sirens",
+    "topic",
+]
+
+log = logging.getLogger("tocsin.sirens")
+
+PREFIX: Final = "tocsin/v1/sirens"
+SIREN_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ALERT_TRANSITIONS: Final = ("alert_started", "alert_updated", "alert_ended")
+
+
+def topic(siren: str, kind: str) -> str:
+    """The topic of one siren: kind is `cmd`, `ack` or `status`."""
+    return f"{PREFIX}/{siren}/{kind}"
+
+
+def _now_text() -> str:
+    return format_time(datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """Where the MQTT broker is: from `mqtt://[user[:password]@]host[:port]`."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+
+    def client(self, identifier: str, **kwargs: Any) -> aiomqtt.Client:
+        """A new aiomqtt client for this broker (not yet connected)."""
+        return aiomqtt.Client(self.host, self.port, username=self.username,
+                              password=self.password, identifier=identifier, **kwargs)
+
+
+def parse_broker_url(url: str) -> Broker:
+    """`mqtt://host:port` (with optional user:password@) as a `Broker`; `TocsinError` if not."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise TocsinError(f"MQTT broker URL must look like mqtt://host:1883 (got {url!r})")
+    try:
+        port = parts.port or 1883
+    except ValueError:
+        raise TocsinError(f"bad port in MQTT broker URL {url!r}") from None
+    return Broker(
+        parts.hostname, port,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
+
+
+def _json(payload: bytes | bytearray | str | Any) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(payload)
+    except (TypeError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+# --- the gateway ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SirenView:
+    """What the gateway knows of one siren now."""
+
+    record: SirenRecord
+    status: str = "unknown"  # unknown | ok | fault | offline: what it is now
+    reported: str = "ok"  # the last status logged for it (the engine's view)
+    reason: str | None = None
+    last_seen: str | None = None
+    last_ack: str | None = None
+    command: dict[str, Any] | None = None  # the latest command sent
+    pending: str | None = None  # id of the command awaiting its ack
+    deadline: float | None = None  # monotonic time the ack is due (None while offline)
+    issued: float = 0.0  # monotonic time the pending command was decided
+    heard: bool = False  # anything ever received from it
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for `GET /api/v1/sirens`."""
+        return {
+            **self.record.to_dict(), "status": self.status, "reason": self.reason,
+            "last_seen": self.last_seen, "last_ack": self.last_ack,
+            "command": None if self.command is None else self.command["command"],
+            "pattern": None if self.command is None else self.command["pattern"],
+            "awaiting_ack": self.pending is not None,
+        }
+
+
+class SirenGateway:
+    """Publishes siren commands for alert starts and ends; watches acks and heartbeats."""
+
+    def __init__(
+        self,
+        service: Service,
+        url: str,
+        *,
+        ack_s: float | None = None,
+        reload_s: float = 5.0,
+        flush_s: float = 0.2,
+    ) -> None:
+        self.service = service
+        self.broker = parse_broker_url(url)
+        self.ack_s = service.settings.siren_ack_s if ack_s is None else ack_s
+        self.reload_s = reload_s
+        self.flush_s = flush_s
+        self.sirens: dict[str, SirenView] = {}
+        self.by_region: dict[str, list[str]] = {}
+        self.active: dict[str, dict[str, dict[str, Any]]] = {}  # region -> type -> alert
+        self.connected = asyncio.Event()
+        self.latencies: deque[float] = deque(maxlen=100_000)  # decided -> acknowledged, s
+        self._outbox: asyncio.Queue[tuple[str, dict[str, Any], bool]] = asyncio.Queue()
+        self._reports: list[dict[str, Any]] = []
+        self._due: list[tuple[float, str, str]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._cmd_n = itertools.count(1)
+        self._run_id = f"{int(time.time() * 1000):x}"
+        self._client: aiomqtt.Client | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the registry and the engine's view, then connect (call after `Service.start`)."""
+        known = await self.service.read(lambda e: dict(e.sirens))
+        alerts = await self.service.read(lambda e: e.active_alerts())
+        for a in alerts:
+            self.active.setdefault(a["region"], {})[a["alert_type"]] = {
+                "region": a["region"], "alert_type": a["alert_type"], "severity": a["severity"],
+                "seq": a["cause_seq"],
+            }
+        await self._load(known)
+        self.service.on_publish.append(self.on_publish)
+        self._tasks = [
+            asyncio.create_task(self._connection(), name="sirens-mqtt"),
+            asyncio.create_task(self._watch(), name="sirens-watch"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop publishing and watching; flush the status changes not yet logged."""
+        if self.on_publish in self.service.on_publish:
+            self.service.on_publish.remove(self.on_publish)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._flush()
+
+    async def _load(self, known: Mapping[str, str] | None = None) -> list[str]:
+        records = await asyncio.to_thread(self.service.admin.sirens)
+        added: list[str] = []
+        seen = set()
+        for rec in records:
+            seen.add(rec.id)
+            view = self.sirens.get(rec.id)
+            if view is None:
+                view = SirenView(rec)
+                if known:
+                    view.reported = known.get(rec.id, "ok")
+                self.sirens[rec.id] = view
+                added.append(rec.id)
+            else:
+                view.record = rec
+        for gone in set(self.sirens) - seen:
+            del self.sirens[gone]
+        by_region: dict[str, list[str]] = {}
+        for sid, view in sorted(self.sirens.items()):
+            by_region.setdefault(view.record.region, []).append(sid)
+        self.by_region = by_region
+        return added
+
+    # --- alerts to commands --------------------------------------------------------------------
+
+    def on_publish(self, envelopes: Iterable[Mapping[str, Any]]) -> None:
+        """`Service.on_publish` hook: a region's first alert sounds its sirens, its last stops."""
+        decided = time.monotonic()
+        for env in envelopes:
+            kind = env.get("type")
+            if kind not in _ALERT_TRANSITIONS or env.get("alert_type") is None:
+                continue
+            region = str(env["region"])
+            alert = {"region": region, "alert_type": env["alert_type"],
+                     "severity": env.get("severity"), "seq": env["seq"]}
+            types = self.active.setdefault(region, {})
+            was = bool(types)
+            if kind == "alert_ended":
+                types.pop(str(env["alert_type"]), None)
+            else:
+                types[str(env["alert_type"])] = alert
+            if not types:
+                del self.active[region]
+            if was != bool(types):
+                for sid in self.by_region.get(region, ()):
+                    self._command(sid, "sound" if types else "stop", alert, decided)
+
+    def desired(self, region: str) -> tuple[str, dict[str, Any] | None]:
+        """The command a siren of `region` should hold now, and the alert behind it."""
+        types = self.active.get(region)
+        if not types:
+            return "stop", None
+        return "sound", types[min(types)]
+
+    def _command(self, sid: str, command: str, alert: Mapping[str, Any] | None,
+                 decided: float, *, test: bool = False) -> None:
+        view = self.sirens[sid]
+        cmd_id = f"{self._run_id}-{next(self._cmd_n)}"
+        payload: dict[str, Any] = {
+            "id": cmd_id,
+            "command": command,
+            "pattern": "test" if test else "alert" if command == "sound" else "all_clear",
+            "alert": None if alert is None else dict(alert),
+            "issued_at": _now_text(),
+        }
+        if not test:
+            view.command = payload
+        if not self.connected.is_set():
+            # Sent with every siren's state when the broker is back; an outage is not a fault.
+            return
+        view.pending = cmd_id
+        view.issued = decided
+        view.deadline = None if view.status == "offline" else decided + self.ack_s
+        if view.deadline is not None:
+            heapq.heappush(self._due, (view.deadline, sid, cmd_id))
+        self._outbox.put_nowait((sid, payload, not test))
+
+    def test(self, sids: Sequence[str]) -> list[str]:
+        """Send a one-off test (`sound`, pattern `test`, not retained); the ids it went to."""
+        now = time.monotonic()
+        done = [sid for sid in sids if sid in self.sirens]
+        for sid in done:
+            self._command(sid, "sound", None, now, test=True)
+        return done
+
+    def _reconcile(self, sids: Iterable[str]) -> None:
+        now = time.monotonic()
+        for sid in sids:
+            command, alert = self.desired(self.sirens[sid].record.region)
+            self._command(sid, command, alert, now)
+
+    # --- MQTT ----------------------------------------------------------------------------------
+
+    async def _connection(self) -> None:
+        backoff = 0.5
+        while True:
+            ident = f"tocsin-gateway-{os.getpid()}-{secrets.token_hex(3)}"
+            try:
+                async with self.broker.client(ident, max_inflight_messages=200) as client:
+                    self._client = client
+                    await client.subscribe(f"{PREFIX}/+/ack", qos=1)
+                    await client.subscribe(f"{PREFIX}/+/status", qos=1)
+                    log.info("sirens: connected to MQTT %s:%d", self.broker.host,
+                             self.broker.port)
+                    self._drain_outbox()
+                    self.connected.set()
+                    self._reconcile(list(self.sirens))
+                    backoff = 0.5
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self._publisher(client))
+                        group.create_task(self._listener(client))
+            except* aiomqtt.MqttError as exc:
+                log.warning("sirens: MQTT connection lost or refused (%s); retrying in %.1f s",
+                            exc.exceptions[0], backoff)
+            except* Exception:
+                log.exception("sirens: MQTT connection failed; retrying in %.1f s", backoff)
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    def _drain_outbox(self) -> None:
+        # Commands queued while disconnected are replaced by the reconciliation that follows.
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty() and len(batch) < 500:
+                batch.append(self._outbox.get_nowait())
+            await asyncio.gather(*(
+                client.publish(topic(sid, "cmd"), json.dumps(payload), qos=1, retain=retain)
+                for sid, payload, retain in batch
+            ))
+
+    async def _listener(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            parts = message.topic.value.split("/")
+            if len(parts) != 5 or parts[3] not in self.sirens:
+                continue
+            body = _json(message.payload) if message.payload else None
+            if body is None:
+                continue
+            if parts[4] == "ack":
+                self._on_ack(parts[3], body)
+            elif parts[4] == "status":
+                self._on_status(parts[3], body)
+
+    # --- what sirens say -----------------------------------------------------------------------
+
+    def _on_ack(self, sid: str, body: Mapping[str, Any]) -> None:
+        view = self.sirens[sid]
+        now = _now_text()
+        view.heard, view.last_seen = True, now
+        if body.get("id") != view.pending:
+            return  # an answer to a command since replaced
+        view.pending = view.deadline = None
+        view.last_ack = now
+        self.latencies.append(time.monotonic() - view.issued)
+        if body.get("status", "ok") == "fault":
+            self._set(view, "fault", str(body.get("reason") or "the siren reports a fault"))
+        else:
+            self._set(view, "ok", None)
+
+    def _on_status(self, sid: str, body: Mapping[str, Any]) -> None:
+        view = self.sirens[sid]
+        status = body.get("status")
+        reason = body.get("reason")
+        if status == "offline":
+            view.deadline = None
+            self._set(view, "offline", str(reason or "the siren went offline"))
+            return
+        view.heard, view.last_seen = True, _now_text()
+        if status == "fault":
+            self._set(view, "fault", str(reason or "the siren reports a fault"))
+        elif status == "ok":
+            if view.pending is not None:
+                if view.deadline is None:
+                    # Back online: the broker hands it the retained command now.
+                    view.deadline = time.monotonic() + self.ack_s
+                    heapq.heappush(self._due, (view.deadline, sid, view.pending))
+                if view.status in ("unknown", "offline"):
+                    view.status = "ok"
+            else:
+                self._set(view, "ok", None)
+
+    def _set(self, view: SirenView, status: str, reason: str | None) -> None:
+        view.status, view.reason = status, reason
+        if status == view.reported:
+            return
+        view.reported = status
+        self._reports.append({
+            "id": f"{view.record.id}/{self._run_id}-{next(self._cmd_n)}",
+            "type": "siren_status",
+            "time": _now_text(),
+            "source": "sirens",
+            "siren": view.record.id,
+            "region": view.record.region,
+            "status": status,
+            **({"reason": reason[:500]} if reason else {}),
+        })
+
+    # --- the clock -----------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        next_load = time.monotonic() + self.reload_s
+        while True:
+            await asyncio.sleep(self.flush_s)
+            now = time.monotonic()
+            while self._due and self._due[0][0] <= now:
+                _, sid, cmd = heapq.heappop(self._due)
+                view = self.sirens.get(sid)
+                if view is None or view.pending != cmd or view.deadline is None:
+                    continue
+                if view.deadline > now:
+                    continue
+                view.deadline = None
+                if view.heard:
+                    self._set(view, "fault", f"no acknowledgement within {self.ack_s:g} s")
+                else:
+                    self._set(view, "offline", "never heard from since tocsin started")
+            if now >= next_load:
+                next_load = now + self.reload_s
+                try:
+                    added = await self._load()
+                except TocsinError:
+                    log.exception("sirens: could not reload the registry")
+                    added = []
+                if added and self.connected.is_set():
+                    self._reconcile(added)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._reports:
+            return
+        batch, self._reports = self._reports, []
+        try:
+            await self.service.submit(batch, key_name="sirens")
+        except TocsinError:
+            log.exception("sirens: could not log %d siren status change(s)", len(batch))
+
+    def views(self) -> list[SirenView]:
+        """Every registered siren's view, by id."""
+        return [self.sirens[k] for k in sorted(self.sirens)]
+
+
+# --- simulated sirens -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SimStats:
+    """What a simulation did."""
+
+    sirens: int = 0
+    connected: int = 0
+    commands: int = 0
+    acks: int = 0
+    ignored: int = 0
+    failing: list[str] = field(default_factory=list)
+
+
+async def _sim_siren(
+    sid: str, broker: Broker, *, failing: bool, heartbeat_s: float, stats: SimStats,
+    ready: Callable[[], None], gate: asyncio.Semaphore, stop: asyncio.Event,
+) -> None:
+    will = aiomqtt.Will(topic(sid, "status"), json.dumps({"status": "offline"}), qos=1,
+                        retain=True)
+    first = True
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            async with gate:
+                client = broker.client(f"siren-{sid}-{secrets.token_hex(2)}", will=will,
+                                       keepalive=max(5, int(heartbeat_s * 2)))
+                await client.__aenter__()
+            try:
+                await client.subscribe(topic(sid, "cmd"), qos=1)
+                await client.publish(topic(sid, "status"),
+                                     json.dumps({"status": "ok", "at": _now_text()}),
+                                     qos=1, retain=True)
+                if first:
+                    first = False
+                    ready()
+                backoff = 0.5
+                await _sim_loop(client, sid, failing=failing, heartbeat_s=heartbeat_s,
+                                stats=stats, stop=stop)
+                await client.publish(topic(sid, "status"),
+                                     json.dumps({"status": "offline", "reason": "shut down"}),
+                                     qos=1, retain=True)
+            finally:
+                await client.__aexit__(None, None, None)
+        except aiomqtt.MqttError as exc:
+            if stop.is_set():
+                return
+            log.warning("siren %s: %s; reconnecting in %.1f s", sid, exc, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+async def _sim_loop(client: aiomqtt.Client, sid: str, *, failing: bool, heartbeat_s: float,
+                    stats: SimStats, stop: asyncio.Event) -> None:
+    messages = aiter(client.messages)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            nxt = asyncio.ensure_future(anext(messages))
+            done, _ = await asyncio.wait({nxt, stopping}, timeout=heartbeat_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if nxt not in done:
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await nxt
+                if not stop.is_set():
+                    await client.publish(topic(sid, "status"),
+                                         json.dumps({"status": "ok", "at": _now_text()}),
+                                         qos=1, retain=True)
+                continue
+            message = nxt.result()
+            body = _json(message.payload) if message.payload else None
+            if body is None:
+                continue
+            stats.commands += 1
+            if failing:
+                stats.ignored += 1
+                continue
+            await client.publish(topic(sid, "ack"),
+                                 json.dumps({"id": body.get("id"), "status": "ok",
+                                             "at": _now_text()}), qos=1)
+            stats.acks += 1
+    finally:
+        stopping.cancel()
+
+
+async def simulate_sirens(
+    ids: Sequence[str],
+    broker: Broker,
+    *,
+    fail_rate: float = 0.0,
+    heartbeat_s: float = 30.0,
+    seed: int = 1,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[SimStats], None] | None = None,
+    connect_at_once: int = 50,
+) -> SimStats:
+    """Run one simulated siren per id, each its own MQTT client, until `stop` is set.
+
+    A siren acknowledges every command it gets, except the `fail_rate` share of them (chosen
+    by `seed`), which heartbeat but never acknowledge: what a siren with a broken relay does.
+    `on_ready` is called once every siren has connected and said it is ok.
+    """
+    if not 0.0 <= fail_rate <= 1.0 or math.isnan(fail_rate):
+        raise ValidationError(FieldError("fail_rate", "must be between 0 and 1"))
+    bad = [sid for sid in ids if not SIREN_ID_RE.match(sid)]
+    if bad:
+        raise ValidationError(FieldError("ids", f"not a siren id: {bad[0]!r}"))
+    stop = stop or asyncio.Event()
+    stats = SimStats(sirens=len(ids))
+    stats.failing = sorted(random.Random(seed).sample(list(ids), round(len(ids) * fail_rate)))
+    failing = set(stats.failing)
+    gate = asyncio.Semaphore(connect_at_once)
+
+    def ready() -> None:
+        stats.connected += 1
+        if stats.connected == len(ids) and on_ready is not None:
+            on_ready(stats)
+
+    tasks = [
+        asyncio.create_task(_sim_siren(sid, broker, failing=sid in failing,
+                                       heartbeat_s=heartbeat_s, stats=stats, ready=ready,
+                                       gate=gate, stop=stop))
+        for sid in ids
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return stats
+
+
+# --- the registry file ------------------------------------------------------------------------
+
+
+def read_registry(text: str, regions: RegionSet) -> tuple[list[SirenRecord], list[str]]:
+    """Sirens from CSV text with a header `id,lat,lon[,name]`, each located in a leaf region.
+
+    Returns the records and one message per bad line (`line N: field: reason`); a siren
+    outside every region of the set is an error, since no alert could ever sound it.
+    """
+    records: list[SirenRecord] = []
+    errors: list[str] = []
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"id", "lat", "lon"} - set(reader.fieldnames or ())
+    if missing:
+        return [], [f"line 1: the header needs columns id, lat, lon (missing {sorted(missing)})"]
+    seen: dict[str, int] = {}
+    for lineno, row in enumerate(reader, 2):
+        sid = (row.get("id") or "").strip()
+        if not SIREN_ID_RE.match(sid):
+            errors.append(f"line {lineno}: id: {sid!r} is not 1-64 of A-Z a-z 0-9 . _ -")
+            continue
+        if sid in seen:
+            errors.append(f"line {lineno}: id: {sid!r} repeats line {seen[sid]}")
+            continue
+        seen[sid] = lineno
+        try:
+            lat, lon = float(row.get("lat") or ""), float(row.get("lon") or "")
+        except ValueError:
+            errors.append(f"line {lineno}: lat, lon: not numbers")
+            continue
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            errors.append(f"line {lineno}: lat, lon: ({lat}, {lon}) is out of range")
+            continue
+        leaf = regions.locate(lat, lon)
+        if leaf is None:
+            errors.append(f"line {lineno}: lat, lon: ({lat}, {lon}) is in no region of "
+                          f"{regions.name}")
+            continue
+        name = (row.get("name") or "").strip() or sid
+        records.append(SirenRecord(sid, name, lat, lon, leaf))
+    return records, errors

@@ -1,0 +1,54 @@
+// Talking to the tocsin server this page came from (same origin only: nothing else is
+// contacted, so the page works on an isolated network).
+
+let clockOffsetMs = 0;
+
+/** An HTTP error with the server's JSON answer attached. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body && body.detail ? String(body.detail) : `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+/** GET or POST JSON; rejects with ApiError (status 0 when the server could not be reached). */
+export async function api(path, { method = "GET", body, key } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (key) headers.Authorization = `Bearer ${key}`;
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch (err) {
+    throw new ApiError(0, { detail: String(err) });
+  }
+  let data = null;
+  const text = await res.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { detail: text.slice(0, 200) };
+    }
+  }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+/** Remember how far this device's clock is from the server's, so durations and event
+ * times use the server's time (a phone's clock may be minutes off). */
+export function syncClock(serverTime) {
+  const t = Date.parse(serverTime);
+  if (!Number.isNaN(t)) clockOffsetMs = t - Date.now();
+}
+
+/** Now, on the server's clock, in milliseconds since the epoch. */
+export function now() {
+  return Date.now() + clockOffsetMs;
+}

@@ -1,0 +1,373 @@
+// Every string the page shows, in Ukrainian and English. Elements name their string with
+// data-i18n (text), data-i18n-title or data-i18n-placeholder; code calls t(key, params).
+
+const STRINGS = {
+  en: {
+    "app.title": "tocsin — air-raid alerts",
+    "exercise": "EXERCISE — drill, not a real alert",
+    "mode.test": "TEST — not a real alert",
+    "conn.live": "live",
+    "conn.connecting": "connecting…",
+    "conn.down": "offline",
+    "stream.down": "Live updates interrupted — reconnecting. The map may be out of date.",
+    "panel.toggle": "Show or hide the side panel",
+    "tab.alerts": "Alerts",
+    "tab.tracks": "Tracks",
+    "tab.incidents": "Incidents",
+    "tab.region": "Region",
+    "tab.log": "Log",
+    "tab.operator": "Operator",
+    "summary.none": "No active alerts",
+    "summary.some": "Regions under alert: {n}",
+    "loading": "Loading the map…",
+    "load.failed": "Could not load the map data: {error}",
+    "alerts.none": "No active alerts.",
+    "alerts.whole": "whole region",
+    "alerts.part": "{n} of {m}",
+    "alerts.since": "for {d}",
+    "unit.h": "h",
+    "unit.min": "min",
+    "unit.s": "s",
+    "alerts.holding": "clearing",
+    "alerts.eta": "ETA {eta}",
+    "alerts.eta.now": "arriving now",
+    "alerts.cause": "Cause",
+    "cause.track": "track {id}",
+    "cause.operator": "operator {name}",
+    "cause.cap": "CAP {source}",
+    "cause.siren": "siren {id}",
+    "cause.tracks": "tracks: {n} — {kinds} ({ids})",
+    "tracks.none": "No live tracks.",
+    "tracks.speed": "{v} km/h",
+    "tracks.regions": "regions in footprint: {n}",
+    "tracks.seen": "last seen {t}",
+    "incidents.none": "No silent impacts or siren faults.",
+    "incidents.silent_impact": "Silent impact — explosion with no alert",
+    "incidents.siren_fault": "Siren fault",
+    "incidents.kind": "kind: {kind}",
+    "incidents.source": "reported by {source}",
+    "incidents.siren": "siren {siren}: {status}",
+    "region.hint": "Click a region on the map to see its state and history.",
+    "region.state": "Now",
+    "region.calm": "No alert",
+    "region.history": "History",
+    "region.history.none": "No alerts recorded.",
+    "region.timeline": "Last 24 hours",
+    "region.open": "ongoing",
+    "region.level": "Threat level: {level}",
+    "region.alerted": "{n} of {m} under alert",
+    "log.title": "Public record",
+    "log.server": "Server",
+    "log.version": "version {v}",
+    "log.mode": "mode: {m}",
+    "modes.actual": "actual (real alerts)",
+    "modes.exercise": "exercise (a drill)",
+    "modes.test": "test",
+    "log.set": "regions: {s}",
+    "log.size": "log entries: {n}",
+    "log.sth": "Latest signed tree head",
+    "log.sth.none": "Not available on this server.",
+    "log.sth.error": "Could not read it: {error}",
+    "log.sth.size": "tree size {n}",
+    "log.sth.time": "signed at {t}",
+    "log.sth.root": "root hash",
+    "log.sth.valid": "Signature valid",
+    "log.sth.invalid": "SIGNATURE INVALID",
+    "log.sth.nokey": "Not checked: the server published no public key",
+    "log.sth.unsupported": "Not checked: this browser cannot verify Ed25519",
+    "log.sth.shrunk": "WARNING: the tree is smaller than one seen before ({n})",
+    "log.sth.key": "signing key id",
+    "log.sth.keychanged": "WARNING: the signing key differs from the one this browser saw before",
+    "log.refresh": "Refresh",
+    "op.key": "Operator key",
+    "op.key.placeholder": "paste the key",
+    "op.key.use": "Use key",
+    "op.key.forget": "Forget",
+    "op.key.kept": "The key is kept in this browser tab only and forgotten when it closes.",
+    "op.as": "Key: {name} ({role})",
+    "op.role.warn": "This key's role is {role}: the server will refuse operator events.",
+    "op.name": "Operator name (recorded in the log)",
+    "op.selection": "Selected regions",
+    "op.selection.none": "None. While this tab is open, click regions on the map to select them.",
+    "op.selection.clear": "Clear selection",
+    "op.action": "Action",
+    "op.raise": "Raise alert",
+    "op.clear": "Clear alert",
+    "op.level": "Set threat level",
+    "op.type": "Alert type",
+    "op.level.value": "Level",
+    "op.note": "Note (optional)",
+    "op.review": "Review…",
+    "op.need.key": "Enter an operator key first.",
+    "op.need.regions": "Select at least one region on the map.",
+    "op.need.name": "Enter the operator name.",
+    "confirm.title": "Check before sending",
+    "confirm.raise": "RAISE {type} — regions: {n}",
+    "confirm.clear": "CLEAR {type} — regions: {n}",
+    "confirm.level": "Set threat level {level} — regions: {n}",
+    "confirm.as": "as operator “{name}” with key “{key}”",
+    "confirm.send": "Send",
+    "confirm.cancel": "Cancel",
+    "op.sent": "Logged as entry {seq}; alert changes: {n}. The map shows them as the stream brings them.",
+    "op.duplicate": "Already logged (entry {seq}).",
+    "err.401": "The key was not accepted (unknown or revoked): {detail}",
+    "err.403": "This key may not do that: {detail}",
+    "err.422": "The server refused the event:",
+    "err.429": "Too many requests; try again in a moment.",
+    "err.network": "The server could not be reached.",
+    "err.other": "Error {status}: {detail}",
+    "legend.title": "Legend",
+    "legend.types": "Alert type",
+    "legend.severity": "Urgency",
+    "legend.cover": "Part of a region",
+    "legend.full": "whole",
+    "legend.partial": "partly",
+    "legend.levels": "Standing threat level",
+    "legend.marks": "Marks",
+    "legend.track": "track and footprint",
+    "layer.auto": "Auto",
+    "lvl.oblast": "Oblasts",
+    "lvl.raion": "Raions",
+    "lvl.hromada": "Hromadas",
+    "level.oblast": "oblast",
+    "level.raion": "raion",
+    "level.hromada": "hromada",
+    "type.air_raid": "Air raid",
+    "type.artillery_shelling": "Artillery shelling",
+    "type.urban_fights": "Urban fights",
+    "type.chemical": "Chemical threat",
+    "type.nuclear": "Nuclear threat",
+    "sev.pre_alert": "pre-alert",
+    "sev.alert": "alert",
+    "sev.imminent": "imminent",
+    "threat.0": "none",
+    "threat.1": "elevated",
+    "threat.2": "high",
+    "threat.3": "critical",
+    "obj.ballistic_missile": "ballistic missile",
+    "obj.cruise_missile": "cruise missile",
+    "obj.drone": "drone",
+    "obj.glide_bomb": "glide bomb",
+    "obj.aircraft": "aircraft",
+    "obj.interceptor": "interceptor",
+    "obj.debris": "debris",
+    "obj.unknown": "unknown object",
+  },
+  uk: {
+    "app.title": "tocsin — повітряні тривоги",
+    "exercise": "НАВЧАННЯ — це тренування, не справжня тривога",
+    "mode.test": "ТЕСТ — не справжня тривога",
+    "conn.live": "наживо",
+    "conn.connecting": "з'єднання…",
+    "conn.down": "немає зв'язку",
+    "stream.down": "Оновлення наживо перервано — перепід'єднуємося. Карта може бути застарілою.",
+    "panel.toggle": "Показати або сховати бічну панель",
+    "tab.alerts": "Тривоги",
+    "tab.tracks": "Цілі",
+    "tab.incidents": "Інциденти",
+    "tab.region": "Регіон",
+    "tab.log": "Журнал",
+    "tab.operator": "Оператор",
+    "summary.none": "Тривог немає",
+    "summary.some": "Регіонів під тривогою: {n}",
+    "loading": "Завантаження карти…",
+    "load.failed": "Не вдалося завантажити дані карти: {error}",
+    "alerts.none": "Активних тривог немає.",
+    "alerts.whole": "увесь регіон",
+    "alerts.part": "{n} з {m}",
+    "alerts.since": "триває {d}",
+    "unit.h": "год",
+    "unit.min": "хв",
+    "unit.s": "с",
+    "alerts.holding": "відбій незабаром",
+    "alerts.eta": "підліт через {eta}",
+    "alerts.eta.now": "підліт зараз",
+    "alerts.cause": "Причина",
+    "cause.track": "ціль {id}",
+    "cause.operator": "оператор {name}",
+    "cause.cap": "CAP {source}",
+    "cause.siren": "сирена {id}",
+    "cause.tracks": "цілей: {n} — {kinds} ({ids})",
+    "tracks.none": "Активних цілей немає.",
+    "tracks.speed": "{v} км/год",
+    "tracks.regions": "регіонів у зоні загрози: {n}",
+    "tracks.seen": "востаннє {t}",
+    "incidents.none": "Вибухів без тривоги та несправностей сирен немає.",
+    "incidents.silent_impact": "Вибух без тривоги",
+    "incidents.siren_fault": "Несправність сирени",
+    "incidents.kind": "тип: {kind}",
+    "incidents.source": "повідомив {source}",
+    "incidents.siren": "сирена {siren}: {status}",
+    "region.hint": "Натисніть на регіон на карті, щоб побачити його стан та історію.",
+    "region.state": "Зараз",
+    "region.calm": "Тривоги немає",
+    "region.history": "Історія",
+    "region.history.none": "Тривог не зафіксовано.",
+    "region.timeline": "Останні 24 години",
+    "region.open": "триває",
+    "region.level": "Рівень загрози: {level}",
+    "region.alerted": "тривога в {n} з {m}",
+    "log.title": "Публічний журнал",
+    "log.server": "Сервер",
+    "log.version": "версія {v}",
+    "log.mode": "режим: {m}",
+    "modes.actual": "реальний (справжні тривоги)",
+    "modes.exercise": "навчання",
+    "modes.test": "тест",
+    "log.set": "регіони: {s}",
+    "log.size": "записів у журналі: {n}",
+    "log.sth": "Останній підписаний стан дерева",
+    "log.sth.none": "На цьому сервері недоступно.",
+    "log.sth.error": "Не вдалося прочитати: {error}",
+    "log.sth.size": "розмір дерева {n}",
+    "log.sth.time": "підписано {t}",
+    "log.sth.root": "кореневий хеш",
+    "log.sth.valid": "Підпис дійсний",
+    "log.sth.invalid": "ПІДПИС НЕДІЙСНИЙ",
+    "log.sth.nokey": "Не перевірено: сервер не опублікував відкритий ключ",
+    "log.sth.unsupported": "Не перевірено: цей браузер не вміє перевіряти Ed25519",
+    "log.sth.shrunk": "УВАГА: дерево менше, ніж було раніше ({n})",
+    "log.sth.key": "ідентифікатор ключа підпису",
+    "log.sth.keychanged": "УВАГА: ключ підпису відрізняється від того, який цей браузер бачив раніше",
+    "log.refresh": "Оновити",
+    "op.key": "Ключ оператора",
+    "op.key.placeholder": "вставте ключ",
+    "op.key.use": "Застосувати",
+    "op.key.forget": "Забути",
+    "op.key.kept": "Ключ зберігається лише в цій вкладці й зникне, коли її закрити.",
+    "op.as": "Ключ: {name} ({role})",
+    "op.role.warn": "Роль цього ключа — {role}: сервер відхилить події оператора.",
+    "op.name": "Ім'я оператора (записується в журнал)",
+    "op.selection": "Вибрані регіони",
+    "op.selection.none": "Нічого. Поки відкрита ця вкладка, натискайте на регіони на карті, щоб вибрати їх.",
+    "op.selection.clear": "Скасувати вибір",
+    "op.action": "Дія",
+    "op.raise": "Оголосити тривогу",
+    "op.clear": "Дати відбій",
+    "op.level": "Встановити рівень загрози",
+    "op.type": "Тип тривоги",
+    "op.level.value": "Рівень",
+    "op.note": "Примітка (необов'язково)",
+    "op.review": "Перевірити…",
+    "op.need.key": "Спершу введіть ключ оператора.",
+    "op.need.regions": "Виберіть на карті хоча б один регіон.",
+    "op.need.name": "Введіть ім'я оператора.",
+    "confirm.title": "Перевірте перед надсиланням",
+    "confirm.raise": "ОГОЛОСИТИ «{type}» — регіонів: {n}",
+    "confirm.clear": "ВІДБІЙ «{type}» — регіонів: {n}",
+    "confirm.level": "Рівень загрози {level} — регіонів: {n}",
+    "confirm.as": "як оператор «{name}» з ключем «{key}»",
+    "confirm.send": "Надіслати",
+    "confirm.cancel": "Скасувати",
+    "op.sent": "Записано під номером {seq}; змін тривог: {n}. Карта покаже їх, щойно вони надійдуть з потоку.",
+    "op.duplicate": "Вже записано (номер {seq}).",
+    "err.401": "Ключ не прийнято (невідомий або відкликаний): {detail}",
+    "err.403": "Цьому ключу це не дозволено: {detail}",
+    "err.422": "Сервер відхилив подію:",
+    "err.429": "Забагато запитів; спробуйте за мить.",
+    "err.network": "Сервер недоступний.",
+    "err.other": "Помилка {status}: {detail}",
+    "legend.title": "Умовні позначення",
+    "legend.types": "Тип тривоги",
+    "legend.severity": "Терміновість",
+    "legend.cover": "Частина регіону",
+    "legend.full": "увесь",
+    "legend.partial": "частково",
+    "legend.levels": "Рівень загрози",
+    "legend.marks": "Позначки",
+    "legend.track": "ціль і зона загрози",
+    "layer.auto": "Авто",
+    "lvl.oblast": "Області",
+    "lvl.raion": "Райони",
+    "lvl.hromada": "Громади",
+    "level.oblast": "область",
+    "level.raion": "район",
+    "level.hromada": "громада",
+    "type.air_raid": "Повітряна тривога",
+    "type.artillery_shelling": "Загроза артобстрілу",
+    "type.urban_fights": "Загроза вуличних боїв",
+    "type.chemical": "Хімічна загроза",
+    "type.nuclear": "Радіаційна загроза",
+    "sev.pre_alert": "попередження",
+    "sev.alert": "тривога",
+    "sev.imminent": "негайна загроза",
+    "threat.0": "немає",
+    "threat.1": "підвищений",
+    "threat.2": "високий",
+    "threat.3": "критичний",
+    "obj.ballistic_missile": "балістична ракета",
+    "obj.cruise_missile": "крилата ракета",
+    "obj.drone": "дрон",
+    "obj.glide_bomb": "керована авіабомба",
+    "obj.aircraft": "літак",
+    "obj.interceptor": "зенітна ракета",
+    "obj.debris": "уламки",
+    "obj.unknown": "невідомий об'єкт",
+  },
+};
+
+export const LANGS = ["uk", "en"];
+let lang = pickLanguage();
+const listeners = [];
+
+function pickLanguage() {
+  const saved = localStorage.getItem("tocsin.lang");
+  if (LANGS.includes(saved)) return saved;
+  return (navigator.language || "").toLowerCase().startsWith("uk") ? "uk" : "en";
+}
+
+export function getLang() {
+  return lang;
+}
+
+/** The string `key` in the current language, with {name} placeholders filled from `params`. */
+export function t(key, params = {}) {
+  const s = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
+}
+
+/** Whether a key exists (level names of a custom region set may not). */
+export function has(key) {
+  return key in STRINGS.en;
+}
+
+export function setLang(next) {
+  if (!LANGS.includes(next) || next === lang) return;
+  lang = next;
+  localStorage.setItem("tocsin.lang", lang);
+  applyStatic(document);
+  for (const fn of listeners) fn(lang);
+}
+
+export function onLangChange(fn) {
+  listeners.push(fn);
+}
+
+/** Fill every element that names its string with data-i18n*. */
+export function applyStatic(root) {
+  document.documentElement.lang = lang;
+  document.title = t("app.title");
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-title]")) {
+    el.title = t(el.dataset.i18nTitle);
+    el.setAttribute("aria-label", el.title);
+  }
+  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
+    el.placeholder = t(el.dataset.i18nPlaceholder);
+  }
+  for (const el of root.querySelectorAll("[data-lang]")) {
+    el.setAttribute("aria-pressed", String(el.dataset.lang === lang));
+  }
+}
+
+/** A region's name in the current language (regions carry names.uk and names.en). */
+export function regionName(region) {
+  if (!region) return "?";
+  const names = region.names || {};
+  return names[lang] || names.en || names.uk || region.id;
+}
+
+/** The locale for dates and numbers. */
+export function locale() {
+  return lang === "uk" ? "uk-UA" : "en-GB";
+}

@@ -1,0 +1,257 @@
+// Start-up: server info, region layers, then live state. The stream is opened *before* the
+// snapshot is read and what it brings meanwhile is applied after the snapshot, so no
+// transition falls between the two.
+
+import { api, syncClock, now } from "./api.js";
+import { state, apply, setSnapshot } from "./state.js";
+import { t, setLang, applyStatic, onLangChange } from "./i18n.js";
+import * as mapview from "./map.js";
+import * as panel from "./panel.js";
+import { initConsole, toggleRegion, renderConsole, selectionActive } from "./console.js";
+import { connect } from "./stream.js";
+
+const $ = (id) => document.getElementById(id);
+let activeTab = "alerts";
+let tracksTimer = null;
+let tracksBusy = false;
+const buffered = [];
+let ready = false;
+
+function setStatus(status) {
+  const conn = $("conn");
+  // back after an outage: the stream replays what was missed, but tracks are read, not
+  // streamed, so read them again
+  if (status === "live" && conn.dataset.state === "down" && ready) refreshTracksSoon();
+  conn.dataset.state = status;
+  $("conn-text").textContent = t(`conn.${status}`);
+  $("stream-banner").hidden = status !== "down";
+}
+
+function showMode(info) {
+  const banner = $("mode-banner");
+  if (info.mode === "exercise" || info.mode === "test") {
+    banner.hidden = false;
+    banner.dataset.mode = info.mode;
+    // both languages at once: a drill must never be mistaken for the real thing
+    banner.textContent = info.mode === "exercise" ? "НАВЧАННЯ · EXERCISE" : "ТЕСТ · TEST";
+    banner.title = t(info.mode === "exercise" ? "exercise" : "mode.test");
+    document.body.classList.add("drill");
+  }
+}
+
+function selectTab(name) {
+  activeTab = name;
+  for (const b of document.querySelectorAll("[data-tab]")) {
+    b.setAttribute("aria-selected", String(b.dataset.tab === name));
+  }
+  for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
+  // the map selects regions for the console only while the console is open
+  document.body.classList.toggle("operator-mode", name === "operator");
+  selectionActive(name === "operator");
+  if (name === "log") panel.loadSth();
+}
+
+function openPanel(open) {
+  document.body.classList.toggle("panel-closed", !open);
+  $("panel-toggle").setAttribute("aria-expanded", String(open));
+  // the map's box changed size; Leaflet must measure it again
+  requestAnimationFrame(() => mapview.getMap() && mapview.getMap().invalidateSize());
+}
+
+function onRegionClick(id, fromList = false) {
+  if (activeTab === "operator" && !fromList) {
+    toggleRegion(id);
+    return;
+  }
+  if (fromList) mapview.flyToRegion(id);
+  panel.showRegion(id);
+  selectTab("region");
+  if (window.matchMedia("(max-width: 760px)").matches) openPanel(true);
+}
+
+// Tracks move between transitions too, but re-reading them on every burst of transitions
+// (at most one read in flight, trailing by 700 ms) keeps footprints current without polling.
+function refreshTracksSoon() {
+  clearTimeout(tracksTimer);
+  tracksTimer = setTimeout(refreshTracks, 700);
+}
+
+async function refreshTracks() {
+  if (tracksBusy) return refreshTracksSoon();
+  tracksBusy = true;
+  try {
+    const fc = await api("/api/v1/tracks/active");
+    state.tracks = fc;
+    state.tracksAt = now();
+    mapview.drawTracks();
+    panel.renderTracks();
+    panel.renderAlerts();
+  } catch {
+    // the next transition tries again
+  } finally {
+    tracksBusy = false;
+  }
+}
+
+let paintQueued = false;
+function repaintSoon() {
+  if (paintQueued) return;
+  paintQueued = true;
+  requestAnimationFrame(() => {
+    paintQueued = false;
+    mapview.repaint();
+    panel.renderAlerts();
+  });
+}
+
+function onEnvelope(env) {
+  if (!ready) {
+    buffered.push(env);
+    return;
+  }
+  const kind = apply(env);
+  if (!kind) return;
+  if (kind === "incidents") {
+    mapview.drawIncidents();
+    panel.renderIncidents();
+  }
+  if (kind === "alerts" || kind === "threat") {
+    repaintSoon();
+    panel.regionTouched(env.region);
+  }
+  refreshTracksSoon();
+  if (activeTab === "log") panel.renderLog();
+}
+
+async function loadRegions(levels) {
+  const fcs = await Promise.all(levels.map((lv) => api(`/api/v1/map/regions?level=${encodeURIComponent(lv)}`)));
+  fcs.forEach((fc) => {
+    for (const f of fc.features) {
+      const p = f.properties;
+      state.regions.set(p.id, { id: p.id, level: p.level, parent: p.parent, names: p.names, leaves: p.leaves, alerts_uid: p.alerts_uid });
+    }
+  });
+  levels.forEach((lv, i) => mapview.addLevel(lv, fcs[i]));
+}
+
+function waitOpen(timeoutMs) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const check = () => {
+      if ($("conn").dataset.state === "live" || Date.now() - started > timeoutMs) resolve();
+      else setTimeout(check, 50);
+    };
+    check();
+  });
+}
+
+async function start() {
+  applyStatic(document);
+  for (const b of document.querySelectorAll("[data-lang]")) b.onclick = () => setLang(b.dataset.lang);
+  for (const b of document.querySelectorAll("[data-tab]")) b.onclick = () => selectTab(b.dataset.tab);
+  $("panel-toggle").onclick = () => openPanel(document.body.classList.contains("panel-closed"));
+  if (window.matchMedia("(max-width: 760px)").matches) openPanel(false);
+  setStatus("connecting");
+
+  let info;
+  try {
+    info = await api("/api/v1/info");
+    syncClock(info.time);
+    state.info = info;
+    state.levels = info.levels.map((l) => l.level);
+    showMode(info);
+    await loadRegions(state.levels);
+  } catch (err) {
+    $("loading").textContent = t("load.failed", { error: err.message });
+    $("loading").classList.add("error");
+    return;
+  }
+  $("loading").hidden = true;
+  mapview.initMap($("map"), { bounds: info.bounds, onRegionClick });
+  mapview.addLevelControl();
+  addLegend();
+  mapview.showLevel();
+
+  connect({ onEnvelope, onStatus: setStatus, lastSeq: () => state.lastSeq });
+  await waitOpen(3000);
+  const [active, levels, tracks, incidents] = await Promise.all([
+    api("/api/v1/alerts/active"),
+    api("/api/v1/levels"),
+    api("/api/v1/tracks/active"),
+    api("/api/v1/incidents?limit=100").catch(() => ({ incidents: [] })),
+  ]);
+  setSnapshot(active.alerts, levels.levels);
+  state.tracks = tracks;
+  state.tracksAt = now();
+  state.incidents = incidents.incidents;
+  ready = true;
+  for (const env of buffered.splice(0)) apply(env);
+  mapview.repaint();
+  mapview.drawTracks();
+  mapview.drawIncidents();
+  initConsole();
+  panel.bindPanel(onRegionClick);
+  panel.renderAll();
+  panel.loadSth();
+  document.body.dataset.ready = "true";
+
+  setInterval(() => {
+    panel.tick();
+    mapview.tickTracks();
+  }, 1000);
+  onLangChange(() => {
+    setStatus($("conn").dataset.state);
+    if (state.info) showMode(state.info);
+    mapview.relabel();
+    addLegend();
+    panel.renderAll();
+    renderConsole();
+  });
+  selectTab(activeTab);
+}
+
+let legend = null;
+function addLegend() {
+  const map = mapview.getMap();
+  if (legend) legend.remove();
+  const small = !window.matchMedia("(min-width: 1100px) and (min-height: 820px)").matches;
+  const phone = window.matchMedia("(max-width: 760px)").matches;
+  const Legend = L.Control.extend({
+    // on a phone the bottom of the map is under the panel sheet and the attribution
+    options: { position: phone ? "topleft" : "bottomleft" },
+    onAdd() {
+      const div = L.DomUtil.create("div", "legend");
+      L.DomEvent.disableClickPropagation(div);
+      L.DomEvent.disableScrollPropagation(div);
+      const sw = (style, label) => `<li><span class="swatch" style="${style}"></span>${label}</li>`;
+      const types = Object.entries(mapview.TYPE_COLOR).map(([ty, c]) => sw(`background:${c}`, t(`type.${ty}`))).join("");
+      const red = mapview.TYPE_COLOR.air_raid;
+      const sev = [["pre_alert", 0.35], ["alert", 0.7], ["imminent", 1]]
+        .map(([s, k]) => sw(`background:${mapview.mix(red, k)}`, t(`sev.${s}`))).join("");
+      const cover = sw(`background:${red}`, t("legend.full")) +
+        sw(`background:repeating-linear-gradient(45deg, ${red} 0 3px, #f4f6f8 3px 6px)`, t("legend.partial"));
+      const lv = [1, 2, 3].map((n) => {
+        const s = mapview.THREAT_STYLE[n];
+        const border = s.dashArray ? "dashed" : "solid";
+        return sw(`background:#f4f6f8;border:${Math.round(s.weight)}px ${border} ${s.color}`, t(`threat.${n}`));
+      }).join("");
+      const marks = `<li><span class="incident-icon silent">!</span>${t("incidents.silent_impact")}</li>
+        <li><span class="incident-icon siren">S</span>${t("incidents.siren_fault")}</li>
+        <li><span class="swatch track-dot"></span>${t("legend.track")}</li>`;
+      // open only where it leaves most of the map visible
+      div.innerHTML = `<details ${small ? "" : "open"}><summary>${t("legend.title")}</summary>
+        <div><section><h4>${t("legend.types")}</h4><ul>${types}</ul></section>
+        <section><h4>${t("legend.severity")}</h4><ul>${sev}</ul></section>
+        <section><h4>${t("legend.cover")}</h4><ul>${cover}</ul></section>
+        <section><h4>${t("legend.levels")}</h4><ul>${lv}</ul></section>
+        <section><h4>${t("legend.marks")}</h4><ul>${marks}</ul></section></div></details>`;
+      return div;
+    },
+  });
+  legend = new Legend().addTo(map);
+}
+
+// For people (and tests) poking at the page from the developer console.
+window.tocsin = { state, mapview, get map() { return mapview.getMap(); } };
+
+start();

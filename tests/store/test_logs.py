@@ -1,0 +1,75 @@
+"""The contract on each backend, and what only SQLite promises: a file that survives."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tocsin.errors import IntegrityError
+from tocsin.store import EventLog, MemoryLog, SQLiteLog, open_log
+
+from .contract import LogContract, event, transition
+
+
+class TestMemoryLog(LogContract):
+    def create_log(self) -> EventLog:
+        return MemoryLog()
+
+
+class TestSQLiteLog(LogContract):
+    @pytest.fixture(autouse=True)
+    def _where(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "data" / "tocsin.db"
+
+    def create_log(self) -> EventLog:
+        return SQLiteLog(self.path)
+
+    def test_reopening_keeps_everything(self) -> None:
+        rows = [event(1, "e1", key_name="k"), transition(2, 1), event(3, "e2")]
+        with self.create_log() as log:
+            log.append(rows)
+            log.set_meta("policy", "{}")
+        with self.create_log() as log:
+            assert log.max_seq() == 3
+            assert list(log.read()) == rows
+            assert log.find_event("radar-1", "e2") == 3
+            assert log.get_meta("policy") == "{}"
+            with pytest.raises(IntegrityError):
+                log.append([event(4, "e1")])
+            log.append([event(4, "e3")])
+        with self.create_log() as log:
+            assert log.max_seq() == 4
+
+    @pytest.mark.parametrize(
+        "sql", ["UPDATE log SET body = '{}' WHERE seq = 2", "DELETE FROM log WHERE seq = 2",
+                "DELETE FROM log"],
+    )
+    def test_rewriting_history_is_refused_by_the_file_itself(self, sql: str) -> None:
+        rows = [event(1, "e1"), transition(2, 1)]
+        with self.create_log() as log:
+            log.append(rows)
+        con = sqlite3.connect(self.path)
+        try:
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                con.execute(sql)
+        finally:
+            con.close()
+        with self.create_log() as log:
+            assert list(log.read()) == rows
+
+    def test_reads_page_through_long_logs(self) -> None:
+        rows = [event(1, "e1")] + [transition(seq, 1) for seq in range(2, 12_002)]
+        with self.create_log() as log:
+            log.append(rows)
+            assert [e.seq for e in log.read()] == list(range(1, 12_002))
+            assert [e.seq for e in log.read(4_999, 5_002)] == [4_999, 5_000, 5_001, 5_002]
+
+
+def test_open_log_by_url_and_directory(tmp_path: Path) -> None:
+    assert isinstance(open_log("memory:"), MemoryLog)
+    with open_log(f"sqlite:///{tmp_path / 'a.db'}") as log:
+        assert isinstance(log, SQLiteLog) and log.path == tmp_path / "a.db"
+    with open_log(tmp_path / "d") as log:
+        assert isinstance(log, SQLiteLog) and log.path == tmp_path / "d" / "tocsin.db"
