@@ -102,15 +102,18 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real server on a free port and a fresh data dir, shared by a module's tests."""
+def server(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Server]:
+    """A real server on a free port and a fresh data dir, shared by a module's tests.
+
+    It asks for the browser first, so without Chromium no server is started just to skip.
+    """
     srv = Server(tmp_path_factory.mktemp("web") / "data")
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def demo_server(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Server]:
     """A server started with `--demo`: the bundled scenario plays, marked as an exercise."""
     srv = Server(tmp_path_factory.mktemp("demo") / "data", extra=["--demo"])
     yield srv

@@ -352,7 +352,9 @@ class Engine:
         if speed0 <= 0 or abs(speed - speed0) / speed0 >= self.policy.recompute_speed_ratio:
             return True
         _, _, dist = GEOD.inv(lon0, lat0, ev.position.lon, ev.position.lat)
-        return float(dist) >= self.policy.recompute_km * 1000.0
+        threshold = max(self.policy.recompute_km * 1000.0,
+                        self.policy.recompute_fraction * tr.fp_length_m)
+        return float(dist) >= threshold
 
     def _draw(self, tr: Track) -> None:
         """Recompute the track's footprint at the current time and re-decide its regions."""
@@ -365,8 +367,8 @@ class Engine:
         fp, minus = tr.footprint(now, horizon.pre_alert_s)
         speed = tr.speed_mps
         new = {leaf: max(0.0, dist / speed - minus) for leaf, dist in self.regions.hits(fp)}
-        old = tr.coverage
-        tr.coverage, tr.t_cov = new, now
+        old, old_t = tr.coverage, tr.t_cov
+        tr.coverage, tr.t_cov, tr.fp_length_m = new, now, fp.length_m
         tr.anchor = (tr.lat, tr.lon, tr.heading_deg, tr.speed_mps)
         for leaf in old.keys() - new.keys():
             covering = self._covered_by[leaf]
@@ -375,7 +377,30 @@ class Engine:
                 del self._covered_by[leaf]
         for leaf in new:
             self._covered_by.setdefault(leaf, set()).add(tr.id)
+        # The state of every region equals what `_evaluate` would decide now, and a redraw moves
+        # only this track's ETAs; where this track was already a cause and its strict and lenient
+        # ranks there did not change, re-deciding would change nothing, so it is skipped.
+        tid = tr.id
+        alert_s = self._alert_s[tr.resolved.weapon.profile]
+        margin = self.policy.downgrade_margin_s
+        alerts, shelter = self.alerts, self._shelter
+        elapsed = (now - old_t) / 1e6
         for leaf in sorted(old.keys() | new.keys()):
+            if leaf in old and leaf in new:
+                alert = alerts.get((leaf, AIR_RAID))
+                if alert is not None and alert.phase is AlertPhase.ACTIVE and tid in alert.causes:
+                    s = shelter[leaf]
+                    e0 = max(0.0, old[leaf] - elapsed)
+                    e1 = new[leaf]
+                    r0 = 2 if e0 <= s else 1 if e0 <= alert_s else 0
+                    r1 = 2 if e1 <= s else 1 if e1 <= alert_s else 0
+                    if r0 == r1:
+                        e0 -= margin
+                        e1 -= margin
+                        r0 = 2 if e0 <= s else 1 if e0 <= alert_s else 0
+                        r1 = 2 if e1 <= s else 1 if e1 <= alert_s else 0
+                        if r0 == r1:
+                            continue
             self._evaluate(leaf, AIR_RAID)
         tr.escalate_at, self._crossing[tr.id] = self._next_crossing(tr, now)
         if tr.escalate_at:

@@ -55,6 +55,7 @@ class Policy:
     max_future_s: float = 300.0
     reckon_s: float = 30.0
     recompute_km: float = 1.0
+    recompute_fraction: float = 0.02
     recompute_deg: float = 5.0
     recompute_speed_ratio: float = 0.1
     downgrade_margin_s: float = 120.0
@@ -88,6 +89,8 @@ POLICY_FIELDS: Mapping[str, str] = MappingProxyType(
         "reckon_s": "Seconds between dead-reckoning updates of a track with no news.",
         "recompute_km": "A detection that moved less than this from the position of the last "
         "footprint keeps that footprint (its ETAs keep counting down).",
+        "recompute_fraction": "…or, for long footprints, less than this fraction of the "
+        "footprint's length (its far edge then lags by at most that much).",
         "recompute_deg": "Likewise for a heading change below this many degrees.",
         "recompute_speed_ratio": "Likewise for a speed change below this fraction.",
         "downgrade_margin_s": "An active alert lowers its severity only when the ETA is this "

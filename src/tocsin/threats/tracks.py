@@ -45,6 +45,7 @@ class Track:
     # the footprint in force: region -> ETA (s) as of t_cov
     coverage: dict[str, float] = field(default_factory=dict)
     t_cov: int = 0
+    fp_length_m: float = 0.0  # length of the footprint in force
     anchor: tuple[float, float, float | None, float] = (0.0, 0.0, None, 0.0)
     expire_at: int = 0
     reckon_at: int = 0
