@@ -146,6 +146,12 @@ class Server:
             time.sleep(0.1)
         raise SystemExit("tocsin serve did not become ready")
 
+    def cpu_s(self) -> float:
+        """CPU time (user + system, all threads) the server process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def gauge(self, name: str) -> float:
         for line in httpx.get(self.base + "/metrics", timeout=30).text.splitlines():
             if line.startswith(name + " "):
@@ -185,14 +191,10 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
              "track": track, "object": "drone", "weapon": "shahed-136",
              "position": {"lat": NEAR_KHARKIV[0], "lon": NEAR_KHARKIV[1]}, "heading_deg": 230}
     headers = {"Authorization": f"Bearer {key}"}
-    profiler = None
-    if spy:  # sample the server while it fans out (py-spy, raw collapsed stacks)
-        profiler = subprocess.Popen(["py-spy", "record", "--pid", str(server.proc.pid), "--rate",
-                                     "200", "--format", "raw", "-o", f"{spy}-{n}.txt"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+    profiler = spying(server, spy, str(n))
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
         client.get("/readyz")  # connection up before the clock starts
+        cpu0 = server.cpu_s()
         t0 = time.monotonic()
         r = client.post("/api/v1/events", json=event)
         t_ack = time.monotonic()
@@ -202,9 +204,8 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
     for w in workers:
         assert w.stdout is not None
         arrivals += json.loads(w.stdout.readline())
-    if profiler is not None:
-        profiler.send_signal(2)
-        profiler.wait(60)
+    cpu = server.cpu_s() - cpu0
+    unspy(profiler)
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
         end = {**event, "id": f"end-{track}", "type": "track_end", "reason": "intercepted",
                "time": stamp(-0.1)}
@@ -223,7 +224,7 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
     return {
         "clients": n, "connected": int(connected), "received": len(lat),
         "transitions_per_client": transitions, "open_s": round(opened_s, 2),
-        "ack_ms": round((t_ack - t0) * 1000, 1),
+        "ack_ms": round((t_ack - t0) * 1000, 1), "server_cpu_ms": round(cpu * 1000),
         "p50_ms": round(pct(lat, 0.50), 1), "p99_ms": round(pct(lat, 0.99), 1),
         "max_ms": round(max(lat), 1) if lat else None,
         "all_ms": round(max(lat), 1) if len(lat) == n else None,
@@ -264,14 +265,36 @@ async def _ingest(base: str, key: str, bodies: list[Any], conns: int) -> float:
     return time.perf_counter() - t0
 
 
-def ingest(server: Server, key: str, single: int, batches: int, conns: int) -> dict[str, Any]:
+def spying(server: Server, spy: str | None, label: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the server into PREFIX-LABEL.txt (collapsed stacks), if asked."""
+    if not spy:
+        return None
+    proc = subprocess.Popen(["py-spy", "record", "--pid", str(server.proc.pid), "--rate", "200",
+                             "--format", "raw", "-o", f"{spy}-{label}.txt"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return proc
+
+
+def unspy(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.send_signal(2)
+        proc.wait(60)
+
+
+def ingest(server: Server, key: str, single: int, batches: int, conns: int,
+           spy: str | None = None) -> dict[str, Any]:
     """Accepted events per second, one event per POST and 100 per POST."""
     one = [json.dumps(e) for e in detections("single", single)]
     seq0 = server.gauge("tocsin_log_seq")
+    profiler = spying(server, spy, "single")
     took_single = asyncio.run(_ingest(server.base, key, one, conns))
+    unspy(profiler)
     evs = detections("batch", batches * 100)
     many = [json.dumps(evs[i:i + 100]) for i in range(0, len(evs), 100)]
+    profiler = spying(server, spy, "batched")
     took_batch = asyncio.run(_ingest(server.base, key, many, conns))
+    unspy(profiler)
     return {
         "conns": conns,
         "single_events": single, "single_s": round(took_single, 2),
@@ -304,8 +327,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "stream.json"))
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument("--spy", metavar="PREFIX",
-                        help="profile the server during each fan-out with py-spy into "
-                        "PREFIX-N.txt (collapsed stacks)")
+                        help="profile the server during each phase with py-spy into "
+                        "PREFIX-PHASE.txt (collapsed stacks)")
     args = parser.parse_args()
     nofile = raise_nofile()
     counts = [int(c) for c in args.clients.split(",") if c]
@@ -320,17 +343,17 @@ def main() -> None:
     try:
         fan = [fan_out(server, key, port, n, args.procs, f"F{i}", args.spy)
                for i, n in enumerate(counts)]
-        ing = ingest(server, key, args.single, args.batches, args.ingest_conns)
+        ing = ingest(server, key, args.single, args.batches, args.ingest_conns, args.spy)
     finally:
         code = server.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nstream fan-out (one detection; latency from POST sent to first transition "
           f"received)\n{'clients':>8} {'got':>6} {'ack ms':>7} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'max ms':>7} {'all ms':>7}")
+          f"{'max ms':>7} {'all ms':>7} {'cpu ms':>7}")
     for f in fan:
         print(f"{f['clients']:>8} {f['received']:>6} {f['ack_ms']:>7} {f['p50_ms']:>7} "
-              f"{f['p99_ms']:>7} {f['max_ms']:>7} {f['all_ms']!s:>7}")
+              f"{f['p99_ms']:>7} {f['max_ms']:>7} {f['all_ms']!s:>7} {f['server_cpu_ms']:>7}")
     print(f"\ningest ({ing['conns']} concurrent clients)\n"
           f"  1 event per POST:    {ing['single_events_per_s']:>6} events/s "
           f"({ing['single_events']} in {ing['single_s']} s)\n"

@@ -61,6 +61,7 @@ from typing import Any, TypeVar, cast
 
 import psycopg
 
+from tocsin.audit import TreeHead
 from tocsin.bus.nats import Consumed, EventFeed, NatsBus
 from tocsin.config import Settings
 from tocsin.engine.core import to_us
@@ -318,7 +319,7 @@ class ClusterService(Service):
         await self.nats.aclose()
         self.lease.release()
 
-    async def sign_head(self) -> Any:
+    async def sign_head(self) -> TreeHead | None:
         """The leader signs heads; a follower takes up the newest one its tree covers."""
         loop = asyncio.get_running_loop()
         if self.is_leader:

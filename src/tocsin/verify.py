@@ -171,11 +171,46 @@ def _rows(conn: sqlite3.Connection) -> Iterator[LogEntry]:
         after = rows[-1][0]
 
 
-def _stored_hashes(conn: sqlite3.Connection) -> dict[int, bytes]:
-    try:
-        return {int(s): bytes(h) for s, h in conn.execute("SELECT seq, hash FROM merkle_leaves")}
-    except sqlite3.OperationalError:  # a log from before Merkle leaves were stored
-        return {}
+def _stored_hashes(conn: sqlite3.Connection) -> Iterator[tuple[int, bytes]]:
+    """(seq, leaf hash) as stored, in seq order, page by page."""
+    after = 0
+    while True:
+        try:
+            rows = conn.execute("SELECT seq, hash FROM merkle_leaves WHERE seq > ? ORDER BY seq "
+                                "LIMIT 20000", (after,)).fetchall()
+        except sqlite3.OperationalError:  # a log from before Merkle leaves were stored
+            return
+        for seq, digest in rows:
+            yield int(seq), bytes(digest)
+        if len(rows) < 20000:
+            return
+        after = int(rows[-1][0])
+
+
+class _Cursor:
+    """Walks stored leaf hashes alongside the rows (both in seq order), in constant memory."""
+
+    def __init__(self, items: Iterator[tuple[int, bytes]]) -> None:
+        self._items = items
+        self.head: tuple[int, bytes] | None = next(items, None)
+        self.any = self.head is not None
+
+    def take(self, seq: int) -> bytes | None:
+        """The stored hash of `seq`, skipping stored seqs below it."""
+        while self.head is not None and self.head[0] < seq:
+            self.head = next(self._items, None)
+        if self.head is not None and self.head[0] == seq:
+            return self.head[1]
+        return None
+
+    def rest(self, after: int) -> list[int]:
+        """Stored seqs beyond `after`."""
+        out = []
+        while self.head is not None:
+            if self.head[0] > after:
+                out.append(self.head[0])
+            self.head = next(self._items, None)
+        return out
 
 
 def _stored_heads(conn: sqlite3.Connection) -> list[tuple[int, TreeHead | None, str, str]]:
@@ -226,7 +261,7 @@ def verify_data_dir(
     report = VerifyReport()
     conn = _connect(Path(data_dir) / "tocsin.db")
     try:
-        stored = _stored_hashes(conn)
+        stored = _Cursor(_stored_hashes(conn))
         heads = _stored_heads(conn)
         tree = MerkleTree()
         gap_reported = False
@@ -245,7 +280,7 @@ def verify_data_dir(
                 report.add(position, f"seq {entry.seq}: cannot be canonicalised ({exc})")
                 digest = leaf_hash(entry.body.encode("utf-8", "replace"))
             tree.append(digest)
-            kept = stored.get(position + 1)
+            kept = stored.take(position + 1)
             if kept is None:
                 if unhashed is None:
                     unhashed = position
@@ -257,12 +292,12 @@ def verify_data_dir(
         report.entries = tree.size
         if progress is not None:
             progress(tree.size)
-        extra = sorted(s for s in stored if s > tree.size)
+        extra = stored.rest(tree.size)
         if extra:
             report.add(tree.size, f"leaf hashes are stored for seq {extra[0]}..{extra[-1]}, "
                                   f"beyond the last entry (seq {tree.size}): entries removed")
         if unhashed is not None:
-            if stored:
+            if stored.any:
                 report.add(unhashed, f"seq {unhashed + 1} has no stored leaf hash "
                                      "(inserted outside tocsin?)")
             else:

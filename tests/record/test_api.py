@@ -3,6 +3,7 @@ implementation; log indexes on envelopes; imported history and impacts in the re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from tests.audit.test_merkle import ref_mth, ref_path, ref_proof
-from tests.record.conftest import KHARKIV, LVIV, T0, at, impact, operator, raw
+from tests.record.conftest import KHARKIV, LVIV, T0, at, impact, operator
 from tocsin.api import create_app
 from tocsin.audit import (
     canonical_json,
@@ -86,6 +87,9 @@ async def running(data_dir: Path, regions: str = "ua-oblasts", **kw: Any) -> Asy
         transport = httpx.ASGITransport(app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://tocsin.test") as c:
             yield Running(service, c, key)
+        # let the webhook supervisor take its last wake-up before it is cancelled: on Python
+        # 3.11 `asyncio.wait_for` swallows a cancel that lands just after its inner await ends
+        await asyncio.sleep(0.05)
 
 
 async def _leaf_inputs(api: Running, size: int, page: int = 1000) -> list[bytes]:

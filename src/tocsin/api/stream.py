@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -32,24 +32,37 @@ def format_sse(env: dict[str, Any]) -> str:
 
 
 class _Encoded:
-    """Each published envelope encoded once, however many streams send it.
+    """Each published envelope (and whole batch) encoded once, however many streams send it.
 
-    Keyed by identity: every subscription of the in-process bus receives the same dict objects.
-    Each entry holds its envelope, so an id cannot be reused while it is cached.
+    Keyed by identity: every subscription of the in-process bus receives the same objects.
+    Each entry holds what it encodes, so an id cannot be reused while it is cached.
     """
 
-    def __init__(self, size: int = 8192) -> None:
+    def __init__(self, size: int = 8192, batches: int = 64) -> None:
         self.size = size
-        self._cache: dict[int, tuple[dict[str, Any], bytes]] = {}
+        self.batches = batches
+        self._envs: dict[int, tuple[dict[str, Any], bytes]] = {}
+        self._batches: dict[int, tuple[Sequence[dict[str, Any]], bytes]] = {}
 
     def __call__(self, env: dict[str, Any]) -> bytes:
-        hit = self._cache.get(id(env))
+        hit = self._envs.get(id(env))
         if hit is not None and hit[0] is env:
             return hit[1]
         data = format_sse(env).encode()
-        if len(self._cache) >= self.size:
-            self._cache.clear()
-        self._cache[id(env)] = (env, data)
+        if len(self._envs) >= self.size:
+            self._envs.clear()
+        self._envs[id(env)] = (env, data)
+        return data
+
+    def batch(self, batch: Sequence[dict[str, Any]]) -> bytes:
+        """A whole batch as one chunk."""
+        hit = self._batches.get(id(batch))
+        if hit is not None and hit[0] is batch:
+            return hit[1]
+        data = b"".join(self(env) for env in batch)
+        if len(self._batches) >= self.batches:
+            self._batches.clear()
+        self._batches[id(batch)] = (batch, data)
         return data
 
 
@@ -99,7 +112,7 @@ async def stream(
                     sent = part[-1]["seq"]
                     yield "".join(format_sse(env) for env in part).encode()
             closing: asyncio.Future[Any] = asyncio.ensure_future(service.closing.wait())
-            getter: asyncio.Future[list[dict[str, Any]]] | None = None
+            getter: asyncio.Future[Sequence[dict[str, Any]]] | None = None
             try:
                 while not service.closing.is_set():
                     if getter is None:
@@ -112,6 +125,10 @@ async def stream(
                         continue
                     batch, getter = getter.result(), None
                     # one write per batch: a detection's transitions go out together
+                    if leaves is None and batch and batch[0]["seq"] > sent:
+                        sent = batch[-1]["seq"]
+                        yield encoded.batch(batch)
+                        continue
                     chunk: list[bytes] = []
                     for env in batch:
                         if env["seq"] <= sent:

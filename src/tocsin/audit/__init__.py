@@ -1,6 +1,8 @@
 """The tamper-evident log's pure math: RFC 8785 canonical JSON, RFC 9162 Merkle trees, signed heads.
 
 Nothing here reads a clock, a file or the network: timestamps, keys and leaves are arguments.
+The impact audit lives alongside: `coverage` (pure: impacts and attacks against alerts) and
+`report` (the one module of this package that reads and writes files, for `tocsin audit`).
 """
 
 from __future__ import annotations

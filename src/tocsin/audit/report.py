@@ -132,7 +132,7 @@ def _log_impacts(log: SQLiteLog, region_set: str | None) -> list[ImpactResult]:
     return auditor.results
 
 
-# --- outputs ---------------------------------------------------------------------------------------
+# --- outputs --------------------------------------------------------------------------------------
 
 CASE_COLUMNS = (
     "kind", "ref", "oblast", "name", "time_start", "time_end", "start_utc", "end_utc", "model",
@@ -272,7 +272,7 @@ its oblast, at any level, overlaps the window widened by the tolerance.</p>
 """
 
 
-# --- figures (hand-made SVG) -----------------------------------------------------------------------
+# --- figures (hand-made SVG) ----------------------------------------------------------------------
 
 
 def _nice_step(span: float, target: int) -> float:

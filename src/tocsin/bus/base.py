@@ -24,9 +24,12 @@ class Subscription(ABC):
     async def get(self) -> dict[str, Any]:
         """The next envelope."""
 
-    async def get_batch(self) -> list[dict[str, Any]]:
-        """Every envelope received and not yet taken, in order (waits for at least one)."""
-        return [await self.get()]
+    async def get_batch(self) -> Sequence[dict[str, Any]]:
+        """Every envelope received and not yet taken, in order (waits for at least one).
+
+        Treat the result as read-only: it may be shared with other subscribers.
+        """
+        return (await self.get(),)
 
     @abstractmethod
     def close(self) -> None:

@@ -31,12 +31,15 @@ class _QueueSubscription(Subscription):
             self._ready.extend(await self._queue.get())
         return self._ready.popleft()
 
-    async def get_batch(self) -> list[dict[str, Any]]:
+    async def get_batch(self) -> Sequence[dict[str, Any]]:
         if not self._ready:
-            self._ready.extend(await self._queue.get())
+            batch = await self._queue.get()
+            if self._queue.empty():
+                return batch  # the very batch every subscriber got: callers may cache by it
+            self._ready.extend(batch)
         while not self._queue.empty():
             self._ready.extend(self._queue.get_nowait())
-        out = list(self._ready)
+        out = tuple(self._ready)
         self._ready.clear()
         return out
 

@@ -49,10 +49,17 @@ from tocsin.store.base import EventLog, LogEntry
 from tocsin.store.merkle import MerkleLog, entry_leaf_hash
 
 __all__ = [
+    "KEEPALIVE",
+    "LOG_MIGRATIONS",
     "LeaderLease",
+    "Pool",
     "PostgresLog",
     "PostgresMerkleLog",
     "Rejection",
+    "connect",
+    "current_schema",
+    "describe",
+    "errors",
     "is_postgres_url",
     "load_store_signing_key",
     "migrate",

@@ -1,0 +1,397 @@
+"""Fan-out: tocsin's SSE stream to N clients against Mosquitto delivering to N MQTT subscribers,
+and the memory of `tocsin serve` holding 10,000 streams with every region under alert.
+
+    python bench/fanout.py [--clients 1000,10000] [--procs 2] [--hold 10000]
+
+One run, on this machine, for each N in turn:
+
+* SSE: `bench/stream.py`'s fan-out: N raw-socket SSE clients on `/api/v1/stream` of a fresh
+  `tocsin serve` (rate limits lifted), one detection POSTed; per client, the time from just
+  before the POST until the first transition of that detection arrives. This includes the
+  ingest (validation, the engine's decision, the fsynced commit) before the fan-out starts, so
+  the time the POST took to be acknowledged (`ack`) is also given, and the fan-out alone is
+  estimated as the last arrival minus the ack.
+* MQTT: a Mosquitto broker of its own (Debian's `mosquitto`, started on a free port with no
+  persistence and the open-files limit raised), N raw-socket MQTT 3.1.1 subscribers (clean
+  session, QoS 0) on one topic, and one PUBLISH of the very bytes the SSE clients received for
+  that detection (the whole batch of its transitions); per subscriber, the time from just before
+  the PUBLISH is written until it arrives.
+
+Clients of both run in `--procs` worker processes on the same machine and stop reading after
+the first message, as the SSE clients do. Times are CLOCK_MONOTONIC, shared by all processes.
+
+Memory: after the fan-outs, an operator raises `air_raid` on all 27 oblasts (every one of the
+1,769 hromadas under alert), `--hold` SSE clients connect and stay, and the server's RSS is
+read from /proc (VmRSS now, VmHWM the peak of the whole run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import stream as sse  # bench/stream.py  # noqa: I001
+from common import free_port, line_chart, pct, raise_nofile, rss_mb, table, write_result
+
+TOPIC = "tocsin/bench/alerts"
+
+
+# --- MQTT subscribers (a worker process) -------------------------------------------------------
+
+
+def _packet(kind: int, body: bytes) -> bytes:
+    """An MQTT control packet: fixed header with the variable-length remaining length."""
+    out = bytearray([kind])
+    n = len(body)
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes(out) + body
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def connect_packet(client_id: str) -> bytes:
+    """CONNECT, MQTT 3.1.1, clean session, keep-alive 0 (no pings needed)."""
+    return _packet(0x10, _string("MQTT") + bytes([4, 0x02, 0, 0]) + _string(client_id))
+
+
+def subscribe_packet(topic: str) -> bytes:
+    return _packet(0x82, (1).to_bytes(2, "big") + _string(topic) + bytes([0]))
+
+
+def publish_packet(topic: str, payload: bytes) -> bytes:
+    return _packet(0x30, _string(topic) + payload)
+
+
+async def _read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readexactly(1)
+    mult, length = 1, 0
+    while True:
+        b = (await reader.readexactly(1))[0]
+        length += (b & 0x7F) * mult
+        mult *= 128
+        if not b & 0x80:
+            break
+    return head[0], await reader.readexactly(length)
+
+
+async def _subscriber(port: int, name: str, ready: list[int], total: int, done: asyncio.Event,
+                      times: list[float], gate: asyncio.Semaphore, marker: bytes,
+                      hang_up: asyncio.Event) -> None:
+    async with gate:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(connect_packet(name))
+        kind, body = await _read_packet(reader)
+        if kind != 0x20 or body[1] != 0:
+            raise ConnectionError(f"CONNACK refused: {body!r}")
+        writer.write(subscribe_packet(TOPIC))
+        kind, body = await _read_packet(reader)
+        if kind != 0x90 or body[-1] == 0x80:
+            raise ConnectionError(f"SUBACK refused: {body!r}")
+        ready[0] += 1
+        if ready[0] == total:
+            done.set()
+    buf = b""
+    while marker not in buf:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise ConnectionError("broker closed the connection")
+        buf = buf[-len(marker):] + chunk
+    times.append(time.monotonic())
+    try:
+        await hang_up.wait()
+    finally:
+        writer.close()
+
+
+async def _mqtt_worker(port: int, n: int, tag: str, marker: bytes) -> None:
+    ready = [0]
+    done = asyncio.Event()
+    hang_up = asyncio.Event()
+    times: list[float] = []
+    gate = asyncio.Semaphore(200)
+    tasks = [asyncio.create_task(_subscriber(port, f"{tag}-{i}", ready, n, done, times, gate,
+                                             marker, hang_up)) for i in range(n)]
+    waiter = asyncio.create_task(done.wait())
+    finished, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in finished:
+        for t in finished:
+            t.result()  # raises what went wrong
+    print("READY", flush=True)
+    deadline = time.monotonic() + 120
+    while len(times) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    print(json.dumps(times), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    hang_up.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --- SSE holders (a worker process): connect and stay --------------------------------------------
+
+
+async def _hold_worker(port: int, n: int) -> None:
+    gate = asyncio.Semaphore(200)
+    writers: list[asyncio.StreamWriter] = []
+
+    async def one() -> None:
+        async with gate:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /api/v1/stream HTTP/1.1\r\nHost: bench\r\n\r\n")
+            buf = b""
+            while b": connected" not in buf:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionError("stream closed before it started")
+                buf += chunk
+            writers.append(writer)
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    print("READY", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    for w in writers:
+        w.close()
+
+
+# --- the orchestrator ----------------------------------------------------------------------------
+
+
+class Mosquitto:
+    """A broker of our own on a free port (no persistence), with a high open-files limit."""
+
+    def __init__(self, tmp: Path, nofile: int) -> None:
+        if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+            raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
+        self.port = free_port()
+        conf = tmp / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                        "persistence false\nmax_queued_messages 100000\n"
+                        "log_dest none\n", encoding="utf-8")
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+        def limits() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], preexec_fn=limits,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with __import__("socket").create_connection(("127.0.0.1", self.port), 0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("mosquitto did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def mqtt_fan_out(broker: Mosquitto, n: int, procs: int, payload: bytes, marker: bytes,
+                 tag: str) -> dict[str, Any]:
+    share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    workers = [subprocess.Popen([sys.executable, __file__, "--mqtt-worker", str(broker.port),
+                                 str(k), f"{tag}-{i}", marker.decode()],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for i, k in enumerate(share) if k]
+    t_open = time.monotonic()
+    for w in workers:
+        assert w.stdout is not None
+        line = w.stdout.readline()
+        if line.strip() != "READY":
+            raise SystemExit(f"an MQTT worker failed: {line!r}")
+    opened_s = time.monotonic() - t_open
+    import socket
+
+    with socket.create_connection(("127.0.0.1", broker.port)) as pub:
+        pub.sendall(connect_packet(f"{tag}-pub"))
+        pub.recv(4)
+        packet = publish_packet(TOPIC, payload)
+        t0 = time.monotonic()
+        pub.sendall(packet)
+        arrivals: list[float] = []
+        for w in workers:
+            assert w.stdout is not None
+            arrivals += json.loads(w.stdout.readline())
+        pub.sendall(b"\xe0\x00")  # DISCONNECT
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write("\n")
+        w.stdin.flush()
+    for w in workers:
+        w.wait(60)
+    lat = [(t - t0) * 1000 for t in arrivals]
+    return {"clients": n, "received": len(lat), "open_s": round(opened_s, 2),
+            "payload_bytes": len(payload),
+            "p50_ms": round(pct(lat, 0.5), 1), "p99_ms": round(pct(lat, 0.99), 1),
+            "all_ms": round(max(lat), 1) if len(lat) == n else None}
+
+
+def sse_payload(server: sse.Server, key: str, track: str, count: int) -> bytes:
+    """The bytes an SSE client received for the detection of `track` (its whole batch).
+
+    The detection is posted again, which gives its seq (a duplicate changes nothing); its
+    `count` transitions follow it in the log, and a stream resumed there replays them.
+    """
+    ev = {"id": f"fan-{track}", "type": "detection", "time": sse.stamp(-0.2), "source": "bench",
+          "track": track}
+    r = httpx.post(server.base + "/api/v1/events", timeout=30,
+                   json={**ev, "object": "drone", "weapon": "shahed-136", "heading_deg": 230,
+                         "position": {"lat": sse.NEAR_KHARKIV[0], "lon": sse.NEAR_KHARKIV[1]}},
+                   headers={"Authorization": f"Bearer {key}"})
+    (accepted,) = r.json()["accepted"]
+    assert accepted["duplicate"], accepted
+    first, last = accepted["seq"] + 1, accepted["seq"] + count
+    end_marker = f"id: {last}\n".encode()
+    out = b""
+    with httpx.stream("GET", server.base + "/api/v1/stream", params={"since": first - 1},
+                      timeout=30) as stream:
+        for chunk in stream.iter_bytes():
+            out += chunk
+            if end_marker in out and out.endswith(b"\n\n"):
+                break
+    start = out.index(f"id: {first}\n".encode())
+    end = out.index(b"\n\n", out.index(end_marker)) + 2
+    return out[start:end]
+
+
+def raise_everything(server: sse.Server, key: str) -> int:
+    """An operator air-raid alert on every oblast; the transitions it caused."""
+    from tocsin.geo import load_region_set
+
+    regions = load_region_set("ua-hromadas")
+    roots = sorted(rid for rid, r in regions.regions.items() if r.parent is None)
+    ev = {"id": "raise-all", "type": "operator_alert", "time": sse.stamp(-0.2), "source": "bench",
+          "regions": roots, "alert_type": "air_raid", "action": "raise", "operator": "bench"}
+    r = httpx.post(server.base + "/api/v1/events", json=ev, timeout=60,
+                   headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 202, r.text
+    return int(r.json()["accepted"][0]["transitions"])
+
+
+def hold(server: sse.Server, port: int, n: int, procs: int) -> dict[str, Any]:
+    share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    workers = [subprocess.Popen([sys.executable, __file__, "--hold-worker", str(port), str(k)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for k in share if k]
+    for w in workers:
+        assert w.stdout is not None
+        if w.stdout.readline().strip() != "READY":
+            raise SystemExit("a holding worker failed")
+    connected = int(server.gauge("tocsin_stream_clients"))
+    time.sleep(1.0)
+    now, peak = rss_mb(server.proc.pid)
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write("\n")
+        w.stdin.flush()
+    for w in workers:
+        w.wait(60)
+    return {"clients": n, "connected": connected, "rss_mb": round(now), "hwm_mb": round(peak)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--clients", default="1000,10000", help="comma-separated client counts")
+    parser.add_argument("--procs", type=int, default=2, help="client worker processes")
+    parser.add_argument("--hold", type=int, default=10000, help="streams held for the memory "
+                        "figure (0: skip)")
+    args = parser.parse_args(argv)
+    nofile = raise_nofile()
+    counts = [int(c) for c in args.clients.split(",") if c]
+    tmp = Path(tempfile.mkdtemp(prefix="tocsin-fanout-"))
+    data = tmp / "data"
+    key = subprocess.run(
+        [sys.executable, "-m", "tocsin", "keys", "create", "--data-dir", str(data), "--role",
+         "admin", "--name", "bench"], capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    port = free_port()
+    broker = Mosquitto(tmp, nofile)
+    server = sse.Server(data, port)
+    rows: list[dict[str, Any]] = []
+    memory: dict[str, Any] = {}
+    try:
+        idle, _ = rss_mb(server.proc.pid)
+        memory["idle_rss_mb"] = round(idle)
+        for i, n in enumerate(counts):
+            track = f"F{i}"
+            s = sse.fan_out(server, key, port, n, args.procs, track)
+            payload = sse_payload(server, key, track, s["transitions_per_client"])
+            marker = f'"causes":["{track}"]'.encode()
+            m = mqtt_fan_out(broker, n, args.procs, payload, marker, f"m{i}")
+            net = (s["all_ms"] - s["ack_ms"]) if s["all_ms"] is not None else None
+            rows.append({"clients": n, "sse": s, "mqtt": m, "sse_fanout_only_ms": net,
+                         "ratio_all": round(s["all_ms"] / m["all_ms"], 2)
+                         if s["all_ms"] and m["all_ms"] else None,
+                         "ratio_fanout_only": round(net / m["all_ms"], 2)
+                         if net and m["all_ms"] else None,
+                         "ratio_p50": round(s["p50_ms"] / m["p50_ms"], 2) if m["p50_ms"] else None})
+            print(f"  {n} clients: SSE all {s['all_ms']} ms, MQTT all {m['all_ms']} ms",
+                  file=sys.stderr, flush=True)
+        if args.hold:
+            memory["raise_all_transitions"] = raise_everything(server, key)
+            memory.update(hold(server, port, args.hold, args.procs))
+    finally:
+        code = server.stop()
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print(table(
+        "fan-out of one detection: ms until the first transition reached each client",
+        ["clients", "SSE p50", "SSE p99", "SSE all", "SSE ack", "SSE all-ack", "MQTT p50",
+         "MQTT p99", "MQTT all", "ratio all", "ratio net"],
+        [[r["clients"], r["sse"]["p50_ms"], r["sse"]["p99_ms"], r["sse"]["all_ms"],
+          r["sse"]["ack_ms"], r["sse_fanout_only_ms"], r["mqtt"]["p50_ms"], r["mqtt"]["p99_ms"],
+          r["mqtt"]["all_ms"], f"{r['ratio_all']}x", f"{r['ratio_fanout_only']}x"]
+         for r in rows]))
+    print(f"payload {rows[0]['mqtt']['payload_bytes'] if rows else '-'} bytes; "
+          f"server exit code {code}")
+    if memory:
+        print(f"\ntocsin serve RSS: idle {memory['idle_rss_mb']} MB; with every hromada under "
+              f"alert and {memory.get('connected', 0):,} streams: {memory.get('rss_mb')} MB "
+              f"(peak of the whole run {memory.get('hwm_mb')} MB)")
+    write_result("fanout", {"rows": rows, "memory": memory, "nofile": nofile,
+                            "server_exit_code": code})
+    if len(rows) > 1:
+        from common import RESULTS
+
+        line_chart(RESULTS / "fanout.svg", "fan-out: last client reached", "clients",
+                   "ms (log)",
+                   [("tocsin SSE (from POST)", [(r["clients"], r["sse"]["all_ms"]) for r in rows]),
+                    ("tocsin SSE (after ack)", [(r["clients"], r["sse_fanout_only_ms"])
+                                                for r in rows]),
+                    ("Mosquitto MQTT", [(r["clients"], r["mqtt"]["all_ms"]) for r in rows])],
+                   log_y=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--mqtt-worker":
+        raise_nofile()
+        asyncio.run(_mqtt_worker(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                                 sys.argv[5].encode()))
+    elif len(sys.argv) == 4 and sys.argv[1] == "--hold-worker":
+        raise_nofile()
+        asyncio.run(_hold_worker(int(sys.argv[2]), int(sys.argv[3])))
+    else:
+        os.environ.setdefault("PYTHONUNBUFFERED", "1")
+        raise SystemExit(main())
