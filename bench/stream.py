@@ -24,9 +24,9 @@ import math
 import os
 import platform
 import resource
+import shlex
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,8 +104,9 @@ async def _worker(port: int, n: int, track: str) -> None:
     times: list[float] = []
     gate = asyncio.Semaphore(200)  # connect a few hundred at a time: the listen backlog is finite
     hang_up = asyncio.Event()
+    marker = f'"{track}"'.encode()  # in the `causes` of every transition it brings
     tasks = [asyncio.create_task(_one_client(port, ready, counter, n, times, gate, hang_up,
-                                                f'"causes":["{track}"]'.encode()))
+                                             marker))
              for _ in range(n)]
     await ready.wait()
     print("READY", flush=True)
@@ -199,7 +200,8 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
         r = client.post("/api/v1/events", json=event)
         t_ack = time.monotonic()
     assert r.status_code == 202, r.text
-    transitions = r.json()["accepted"][0]["transitions"]
+    accepted = r.json()["accepted"][0]
+    transitions = accepted["transitions"]
     arrivals: list[float] = []
     for w in workers:
         assert w.stdout is not None
@@ -218,17 +220,32 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
     for w in workers:
         w.wait(60)
     lat = [(t - t0) * 1000 for t in arrivals]
+    size = batch_bytes(server, accepted["seq"], accepted["seq"] + transitions)
     deadline = time.monotonic() + 60
     while server.gauge("tocsin_stream_clients") > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     return {
         "clients": n, "connected": int(connected), "received": len(lat),
-        "transitions_per_client": transitions, "open_s": round(opened_s, 2),
+        "transitions_per_client": transitions, "bytes_per_client": size,
+        "open_s": round(opened_s, 2),
         "ack_ms": round((t_ack - t0) * 1000, 1), "server_cpu_ms": round(cpu * 1000),
         "p50_ms": round(pct(lat, 0.50), 1), "p99_ms": round(pct(lat, 0.99), 1),
         "max_ms": round(max(lat), 1) if lat else None,
         "all_ms": round(max(lat), 1) if len(lat) == n else None,
     }
+
+
+def batch_bytes(server: Server, after: int, last: int) -> int:
+    """Bytes of the SSE messages of transitions after..last, as each stream received them."""
+    size, tail, marker = 0, b"", f"id: {last}\n".encode()
+    with httpx.stream("GET", server.base + "/api/v1/stream", params={"since": after},
+                      timeout=60) as r:
+        for chunk in r.iter_raw():
+            size += len(chunk)
+            if marker in tail + chunk:
+                break
+            tail = chunk[-len(marker):]
+    return size - len(b"retry: 2000\n: connected\n\n")
 
 
 def detections(prefix: str, n: int) -> list[dict[str, Any]]:
@@ -331,6 +348,7 @@ def main() -> None:
                         "PREFIX-PHASE.txt (collapsed stacks)")
     args = parser.parse_args()
     nofile = raise_nofile()
+    load_before = os.getloadavg()
     counts = [int(c) for c in args.clients.split(",") if c]
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
     data = tmp / "data"
@@ -363,10 +381,11 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "command": "python bench/stream.py " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", "bench/stream.py", *sys.argv[1:]]),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine(),
         "nofile": nofile, "fan_out": fan, "ingest": ing, "server_exit_code": code,
-        "median_p50_ms": statistics.median(f["p50_ms"] for f in fan) if fan else None,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
     out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")

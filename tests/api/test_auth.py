@@ -139,3 +139,19 @@ async def test_subscription_validation(api: Api) -> None:
     r = await api.client.get("/api/v1/subscriptions/nope/deliveries", headers=admin)
     assert r.status_code == 404
     assert (await api.client.delete("/api/v1/subscriptions/nope", headers=admin)).status_code == 404
+
+
+async def test_request_errors_share_one_format(api: Api) -> None:
+    admin = api.auth("admin")
+    r = await api.client.post("/api/v1/subscriptions", headers=admin,
+                              json={"regions": [1], "point": {"lat": 200}})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["detail"] == "invalid input"
+    assert [e["field"] for e in body["errors"]] == ["url", "regions[0]", "point.lat", "point.lon"]
+    r = await api.client.post("/api/v1/keys", content=b"{",
+                              headers={**admin, "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "(body)"
+    r = await api.client.get("/api/v1/regions/locate", params={"lat": 1})
+    assert r.status_code == 422 and r.json()["errors"] == [
+        {"field": "lon", "reason": "Field required"}]

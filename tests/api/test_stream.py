@@ -50,6 +50,19 @@ async def test_live_events_carry_seq_type_and_provenance(api: Api) -> None:
     assert "connected" in stream.comments
 
 
+async def test_a_batch_durable_before_connect_but_published_after_is_sent(api: Api) -> None:
+    # the window between the writer's commit and the publish: a stream opened inside it must
+    # still get what is published after it subscribed
+    loop = asyncio.get_running_loop()
+    result, error = await loop.run_in_executor(
+        api.service._writer, api.service._submit_sync, [drone("W1")], None, False)
+    assert error is None and result.envelopes
+    async with api.stream() as stream:
+        await api.service.bus.publish(result.envelopes)
+        got = await stream.take(result.envelopes[-1]["seq"])
+        assert [e.id for e in got] == [env["seq"] for env in result.envelopes]
+
+
 async def test_region_and_point_filters(api: Api) -> None:
     kharkiv = set(api.service.regions.leaves_under(KHARKIV_OBLAST))
     here = api.service.regions.locate(*KHARKIV)

@@ -69,13 +69,14 @@ def create_key(data_dir: Path, role: str = "admin", name: str = "crash") -> str:
 class Server:
     """One `python -m tocsin serve` on a data dir and a fixed port, restartable."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, **env: str) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *,
+                 log_path: Path | None = None, **env: str) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOCSIN_RATE_LIMIT": "1000000",
                     "TOCSIN_RATE_BURST": "1000000", **env}
-        self.log_path = data_dir.parent / "serve.log"
+        self.log_path = log_path or data_dir.parent / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -162,7 +163,7 @@ def stream_of_events(n: int, seed: int, tag: str = "c") -> list[dict[str, Any]]:
             live[track] = (lat, lon, step + 1)
             out.append({"type": "detection", "track": track, "object": "drone",
                         "weapon": "shahed-136", "heading_deg": 265,
-                        "position": {"lat": round(lat, 4), "lon": round(lon - step * 0.02, 4)}})
+                        "position": {"lat": round(lat, 4), "lon": round(lon - step * 0.004, 4)}})
     for i, ev in enumerate(out):
         ev["id"] = f"{tag}-{i}"
         ev["source"] = f"sensor-{i % 3}"
@@ -183,22 +184,33 @@ class Sensor:
     duplicates: int = 0
     failures: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    client: httpx.Client | None = None
+
+    def _client(self) -> httpx.Client:
+        if self.client is None:
+            self.client = httpx.Client(base_url=self.base, timeout=30,
+                                       headers={"Authorization": f"Bearer {self.key}"})
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
     def send(self, batch: list[dict[str, Any]], *, deadline_s: float = 120.0,
              on_failure: Callable[[], None] | None = None) -> None:
         """POST `batch` until a `202`; times are refreshed on each attempt (a real sensor
         re-sends what it saw, and the server refuses times far in the future or past)."""
-        headers = {"Authorization": f"Bearer {self.key}"}
         deadline = time.monotonic() + deadline_s
         sent: list[dict[str, Any]] | None = None
         while True:
             if sent is None:
                 sent = [{**ev, "time": _stamp()} for ev in batch]
             try:
-                r = httpx.post(self.base + "/api/v1/events", json=sent, headers=headers,
-                               timeout=30)
+                r = self._client().post("/api/v1/events", json=sent)
             except httpx.TransportError:
                 r = None
+                self.close()  # a fresh connection next time
             if r is not None:
                 self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
             if r is not None and r.status_code == 202:

@@ -37,6 +37,7 @@ def crash_run(tmp_path: Path, n_events: int, kills: int, seed: int) -> None:
     data = tmp_path / "data"
     key = create_key(data)
     server = Server(data).start()
+    started = time.monotonic()
     events = stream_of_events(n_events, seed)
     # two sensors, each with its own share of the events, in order
     shares = [events[0::2], events[1::2]]
@@ -51,13 +52,15 @@ def crash_run(tmp_path: Path, n_events: int, kills: int, seed: int) -> None:
         i = 0
         try:
             while i < len(todo) and not stop.is_set():
-                size = local.choice((1, 1, 2, 5, 10, 20))
+                size = local.choice((1, 2, 5, 10, 20, 40))
                 batch = todo[i:i + size]
                 sensors[k].send(batch, deadline_s=180)
                 i += len(batch)
                 progress[k] = i
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
+        finally:
+            sensors[k].close()
 
     threads = [threading.Thread(target=feed, args=(k,), daemon=True) for k in range(2)]
     for t in threads:
@@ -99,7 +102,8 @@ def crash_run(tmp_path: Path, n_events: int, kills: int, seed: int) -> None:
     verify = run_cli("verify", "--data-dir", str(data))
     assert verify.returncode == 0, verify.stderr + verify.stdout
     failures = sum(s.failures for s in sensors)
-    print(f"{kills} kills, {n_events} events, {counts['transitions']} transitions, "
+    took = time.monotonic() - started
+    print(f"{took:.0f} s: {kills} kills, {n_events} events, {counts['transitions']} transitions, "
           f"{failures} failed requests re-sent, {sum(s.duplicates for s in sensors)} "
           "re-sent events found already logged")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -35,10 +34,5 @@ def start(
     async def make(data: str = "data", **settings: Any) -> AsyncIterator[Api]:
         async with running(tmp_path / data, clock, **settings) as api:
             yield api
-            # Let tasks woken by the last request run before shutdown cancels them: the webhook
-            # supervisor loses a cancel that lands while its wake-up is still queued (Python
-            # 3.11's wait_for returns the finished result instead of raising).
-            for _ in range(20):
-                await asyncio.sleep(0)
 
     return make

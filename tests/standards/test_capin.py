@@ -144,8 +144,9 @@ async def test_polygons_and_circles_hit_what_they_overlap(
         assert r.json()["regions"] == [leaf]
         r = await post(api, cap("c-1", clock, event_name="Chemical release",
                                 areas=(CapArea("a circle", circles=((lat, lon, 30.0),)),)))
-        hit = r.json()["regions"]
+        hit = {x for rid in r.json()["regions"] for x in ua.leaves_under(rid)}
         assert leaf in hit and len(hit) > 3
+        assert ua.chain(leaf)[1].id in r.json()["regions"], "a whole raion is named as such"
         assert r.json()["messages"][0]["alert_type"] == "chemical"
         far = CapArea("the sea", circles=((40.0, 20.0, 10.0),))
         r = await post(api, cap("c-2", clock, areas=(far,)))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -19,7 +20,7 @@ from tocsin import __version__
 from tocsin.api.auth import RateLimiter
 from tocsin.api.metrics import Metrics
 from tocsin.config import Settings
-from tocsin.errors import TocsinError, ValidationError
+from tocsin.errors import FieldError, TocsinError, ValidationError
 from tocsin.service import Service, make_service
 
 __all__ = ["create_app"]
@@ -67,6 +68,16 @@ async def _too_large(limit: int, send: Send) -> None:
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    """`("body", "regions", 0)` -> `regions[0]`; the request part is left out."""
+    parts = list(loc[1:]) if len(loc) > 1 and loc[0] in ("body", "query", "header",
+                                                        "path", "cookie") else list(loc)
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name or "(body)"
 
 
 def error_body(exc: TocsinError) -> dict[str, Any]:
@@ -125,6 +136,15 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     @app.exception_handler(TocsinError)
     async def tocsin_error(_request: Request, exc: TocsinError) -> JSONResponse:
         return JSONResponse(error_body(exc), status_code=exc.status_hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # one error format for the whole API: FastAPI's own checks (query, header, JSON bodies
+        # of admin calls) answer like tocsin's, naming each field as `a.b[0]`
+        errors = [FieldError("(body)" if e.get("type") == "json_invalid"
+                             else _field_name(e.get("loc", ())), str(e.get("msg", "invalid")))
+                  for e in exc.errors()]
+        return JSONResponse(error_body(ValidationError(errors)), status_code=422)
 
     from tocsin.api import admin, audit, cluster, ingest, log, read, stream, web
 

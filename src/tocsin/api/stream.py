@@ -103,7 +103,10 @@ async def stream(
     async def events() -> AsyncIterator[bytes]:
         metrics.stream_clients.inc()
         try:
-            sent = after if after is not None else service.ledger.next_seq - 1
+            # Without a resume point everything queued is new: it was published after `sub`
+            # was opened. (The log's end is no bound: a batch may be durable and not yet
+            # published, and must not be skipped when it is.)
+            sent = after if after is not None else 0
             yield b"retry: 2000\n: connected\n\n"
             if after is not None:
                 backlog = await run_in_threadpool(service.backlog, after, leaves)

@@ -145,6 +145,7 @@ class SirenView:
     pending: str | None = None  # id of the command awaiting its ack
     deadline: float | None = None  # monotonic time the ack is due (None while offline)
     issued: float = 0.0  # monotonic time the pending command was decided
+    acked: float = 0.0  # monotonic time of the latest acknowledgement
     heard: bool = False  # anything ever received from it
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,7 +282,7 @@ class SirenGateway:
             "command": command,
             "pattern": "test" if test else "alert" if command == "sound" else "all_clear",
             "alert": None if alert is None else dict(alert),
-            "issued_at": _now_text(),
+            "issued_at": self._now(),
         }
         if not test:
             view.command = payload
@@ -316,10 +317,15 @@ class SirenGateway:
         while True:
             ident = f"tocsin-gateway-{os.getpid()}-{secrets.token_hex(3)}"
             try:
-                async with self.broker.client(ident, max_inflight_messages=200) as client:
+                async with self.broker.client(ident, max_inflight_messages=1000) as client:
+                    client.pending_calls_threshold = 100_000  # a wave is thousands at once
                     self._client = client
-                    await client.subscribe(f"{PREFIX}/+/ack", qos=1)
-                    await client.subscribe(f"{PREFIX}/+/status", qos=1)
+                    # QoS 0 from the broker to us: over one live connection nothing is lost,
+                    # and the broker's per-client queue (1,000 QoS 1 messages by default in
+                    # Mosquitto) would drop acks when thousands of sirens answer at once. A
+                    # reconnect sends every siren its command again anyway.
+                    await client.subscribe(f"{PREFIX}/+/ack", qos=0)
+                    await client.subscribe(f"{PREFIX}/+/status", qos=0)
                     log.info("sirens: connected to MQTT %s:%d", self.broker.host,
                              self.broker.port)
                     self._drain_outbox()
@@ -348,7 +354,7 @@ class SirenGateway:
     async def _publisher(self, client: aiomqtt.Client) -> None:
         while True:
             batch = [await self._outbox.get()]
-            while not self._outbox.empty() and len(batch) < 500:
+            while not self._outbox.empty() and len(batch) < 1000:
                 batch.append(self._outbox.get_nowait())
             await asyncio.gather(*(
                 client.publish(topic(sid, "cmd"), json.dumps(payload), qos=1, retain=retain)
@@ -372,13 +378,14 @@ class SirenGateway:
 
     def _on_ack(self, sid: str, body: Mapping[str, Any]) -> None:
         view = self.sirens[sid]
-        now = _now_text()
+        now = self._now()
         view.heard, view.last_seen = True, now
         if body.get("id") != view.pending:
             return  # an answer to a command since replaced
         view.pending = view.deadline = None
         view.last_ack = now
-        self.latencies.append(time.monotonic() - view.issued)
+        view.acked = time.monotonic()
+        self.latencies.append(view.acked - view.issued)
         if body.get("status", "ok") == "fault":
             self._set(view, "fault", str(body.get("reason") or "the siren reports a fault"))
         else:
@@ -392,7 +399,7 @@ class SirenGateway:
             view.deadline = None
             self._set(view, "offline", str(reason or "the siren went offline"))
             return
-        view.heard, view.last_seen = True, _now_text()
+        view.heard, view.last_seen = True, self._now()
         if status == "fault":
             self._set(view, "fault", str(reason or "the siren reports a fault"))
         elif status == "ok":
@@ -414,7 +421,7 @@ class SirenGateway:
         self._reports.append({
             "id": f"{view.record.id}/{self._run_id}-{next(self._cmd_n)}",
             "type": "siren_status",
-            "time": _now_text(),
+            "time": self._now(),
             "source": "sirens",
             "siren": view.record.id,
             "region": view.record.region,
@@ -460,6 +467,9 @@ class SirenGateway:
             await self.service.submit(batch, key_name="sirens")
         except TocsinError:
             log.exception("sirens: could not log %d siren status change(s)", len(batch))
+
+    def _now(self) -> str:
+        return format_time(self.service.clock())
 
     def views(self) -> list[SirenView]:
         """Every registered siren's view, by id."""

@@ -117,8 +117,11 @@ class WebhookDispatcher:
             for sid, sub in active.items():
                 if sid not in self._tasks or self._tasks[sid].done():
                     self._tasks[sid] = asyncio.create_task(self._worker(sub), name=f"wh-{sid}")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands
+            # just as the wake-up arrives, and stop() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def _worker(self, sub: SubscriptionRecord) -> None:
