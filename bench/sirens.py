@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, machine, pct, raise_nofile, table, write_result
-
+from common import ROOT, machine, pct, raise_nofile, table, write_result
 from tocsin.config import Settings
 from tocsin.geo import load_region_set
 from tocsin.model import format_time

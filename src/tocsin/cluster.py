@@ -430,6 +430,7 @@ class ClusterService(Service):
         if end < start:
             return []
         entries = list(self.pg.read(start, end))
+        hashes = self.tree.hashes_of(entries)  # all reads first: a failed one changes nothing
         try:
             replay_into(self.ledger.engine, entries, after=start - 1)
         except (ReplayMismatch, IntegrityError) as exc:
@@ -440,7 +441,7 @@ class ClusterService(Service):
             self.problem = f"diverged from the log: {exc}"
             log.critical("node %s %s", self.node_id, self.problem)
             return []
-        self.tree.follow(entries)
+        self.tree.follow(entries, hashes)
         self.ledger.next_seq = end + 1
         return envelopes_of(entries, format_time(self.clock()), self._entry)
 

@@ -202,7 +202,7 @@ async def test_database_locked_by_another_process(tmp_path: Path) -> None:
     assert run_cli("replay", "--data-dir", str(data)).returncode == 0
 
 
-# --- bus down: a cluster node whose NATS dies ------------------------------------------------------
+# --- bus down: a cluster node whose NATS dies ---------------------------------------------
 
 
 class Nats:

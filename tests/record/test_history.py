@@ -125,6 +125,8 @@ def test_the_store_answers_overlaps_and_coarser_regions(tmp_path: Path, ua: obje
     assert ids(until_s=base + 49) == [LVIV]
     assert ids(regions={OBUKHIV}, newest_first=True) == [OBUKHIV]
     assert store.regions_for({VASYLKIV}) == {VASYLKIV, OBUKHIV, "UA32000000000030281"}
+    assert {VASYLKIV, OBUKHIV, "UA32000000000030281"} <= store.under("UA32000000000030281")
+    assert ids(regions=store.under(OBUKHIV)) == [VASYLKIV, OBUKHIV]
     records = store.query(leaves={VASYLKIV})
     assert [r["region"] for r in records] == [OBUKHIV, VASYLKIV]
     assert records[0]["source"] == "official-history" and records[0]["ended_at"]

@@ -104,7 +104,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
 
         await svc.start()
         signer = HeadSigner(svc)  # signed tree heads of the log, every sth_interval_s
-        signer.start()
+        await signer.start()
         # one deliverer per log: in a cluster, whichever node leads
         dispatcher = svc.leading(lambda: WebhookDispatcher(svc, app.state.metrics))
         svc.on_publish.append(lambda _envs: dispatcher.wake())

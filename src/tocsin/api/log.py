@@ -48,8 +48,10 @@ class HeadSigner:
         self.service = service
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Start signing in the background."""
+    async def start(self) -> None:
+        """Sign the head of the log as it is now, then keep signing in the background."""
+        # Signed before the server takes requests, so /log/sth never answers "none yet".
+        await self._sign()
         self._task = asyncio.create_task(self._run(), name="tocsin-sth")
 
     async def stop(self) -> None:
@@ -67,7 +69,6 @@ class HeadSigner:
             log.exception("signing a tree head failed")
 
     async def _run(self) -> None:
-        await self._sign()
         while True:
             await asyncio.sleep(self.service.settings.sth_interval_s)
             await self._sign()

@@ -88,12 +88,17 @@ class EventFeed:
 
 
 class _TransitionSubscription(Subscription):
-    """Transitions published on the subject from when the subscription is live."""
+    """Transitions published on the subject from when the subscription is live.
+
+    A plain subscription also sees a message JetStream then drops as a duplicate (a new leader
+    re-publishing), so anything at or below the last seq delivered is skipped here.
+    """
 
     def __init__(self, bus: NatsBus) -> None:
         self._bus = bus
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._sub: Any = None
+        self._last = 0
         self.live = asyncio.ensure_future(self._start())
 
     async def _start(self) -> None:
@@ -102,7 +107,10 @@ class _TransitionSubscription(Subscription):
         await nc.flush()
 
     async def _on_msg(self, msg: Any) -> None:
-        self._queue.put_nowait(json.loads(msg.data))
+        env = json.loads(msg.data)
+        if env["seq"] > self._last:
+            self._last = env["seq"]
+            self._queue.put_nowait(env)
 
     async def get(self) -> dict[str, Any]:
         return await self._queue.get()

@@ -130,6 +130,18 @@ def _geometry(raw: Any) -> BaseGeometry:
     return shape(raw)
 
 
+def _without_empty_parts(geometry: BaseGeometry) -> BaseGeometry:
+    """A multi-part geometry without its empty parts (GEOS cannot segmentize those)."""
+    if not hasattr(geometry, "geoms") or geometry.is_empty:
+        return geometry
+    original = list(shapely.get_parts(geometry))
+    cleaned = [_without_empty_parts(p) for p in original]
+    kept = [p for p in cleaned if not p.is_empty]
+    if len(kept) == len(original) and all(a is b for a, b in zip(kept, original, strict=True)):
+        return geometry
+    return type(geometry)(kept)
+
+
 def _repair(geometry: BaseGeometry) -> BaseGeometry:
     """Make an invalid geometry valid, keeping a polygon a polygon."""
     fixed = shapely.make_valid(geometry)
@@ -187,6 +199,14 @@ def regions_from_geojson(
             geometry = _geometry(feature.get("geometry"))
         except Exception as exc:  # shapely raises several types for malformed GeoJSON
             raise RegionSetError(f"{where}: bad geometry: {exc}") from None
+        geometry = _without_empty_parts(geometry)
+        coords = shapely.get_coordinates(geometry)
+        if not np.isfinite(coords).all():
+            raise RegionSetError(f"{where}: bad geometry: a coordinate is not a finite number")
+        if coords.size and np.abs(coords[:, 1]).max() > 90.0:
+            raise RegionSetError(f"{where}: bad geometry: a latitude is beyond ±90°")
+        if coords.size and np.abs(coords[:, 0]).max() > 360.0:
+            raise RegionSetError(f"{where}: bad geometry: a longitude is beyond ±360°")
         rows.append((region_id, parent, level, props_of.names(props, where), shelter, uid))
         geometries.append(geometry)
     for index, (region_id, parent, *_rest) in enumerate(rows):

@@ -91,7 +91,9 @@ class PlanarFrame:
         lat_1 = south + span / 6.0
         lat_2 = south + span * 5.0 / 6.0
         params: dict[str, Any] = {"lon_0": lon_0, "ellps": "WGS84", "units": "m", "no_defs": True}
-        if lat_1 * lat_2 > 0.0:
+        # A cone whose standard parallels lie on (or within a degree of) the equator is
+        # degenerate (PROJ refuses |lat_1 + lat_2| ~ 0): such sets take the azimuthal frame.
+        if lat_1 * lat_2 > 0.0 and min(abs(lat_1), abs(lat_2)) >= 1.0:
             params.update(proj="lcc", lat_1=lat_1, lat_2=lat_2, lat_0=(south + north) / 2.0)
             return cls(CRS.from_dict(params), conic=(lon_0, lat_1 < 0.0))
         params.update(proj="aeqd", lat_0=(south + north) / 2.0)

@@ -67,9 +67,9 @@ SIGNING_KEY_FILE: Final = "cap-signing.key"
 def log_index(transition: Mapping[str, Any]) -> int:
     """The index of a transition in the public log, written as `tocsin:log_index`.
 
-    For now this is its seq; the one place to change if the Merkle leaf index comes to differ.
+    The Merkle leaf index of an entry is its seq minus one (leaves count from 0, seqs from 1).
     """
-    return int(transition["seq"])
+    return int(transition.get("log_index", int(transition["seq"]) - 1))
 
 
 def identifier_for(seq: int) -> str:

@@ -204,6 +204,17 @@ class HistoryStore:
                 out.update(r.id for r in self.regions.chain(leaf))
         return out
 
+    def under(self, region: str) -> set[str]:
+        """The ids of a region and every region below it (e.g. an oblast's own history)."""
+        out = {region}
+        if self.regions is not None and region in self.regions:
+            stack = [region]
+            while stack:
+                children = self.regions.children(stack.pop())
+                out.update(children)
+                stack.extend(children)
+        return out
+
     def query(
         self,
         since: datetime | None = None,

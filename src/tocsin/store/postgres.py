@@ -246,8 +246,12 @@ def migrate(conn: psycopg.Connection[Any], component: str, steps: Sequence[str])
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)",
                      (_MIGRATE_LOCK, _schema_key(current_schema(conn, component))))
-        conn.execute("CREATE TABLE IF NOT EXISTS tocsin_schema "
-                     "(component TEXT PRIMARY KEY, version INT NOT NULL)")
+        exists = conn.execute(
+            "SELECT to_regclass(format(%s, current_schema()))", ("%I.tocsin_schema",)
+        ).fetchone()
+        if exists is None or exists[0] is None:  # (no CREATE needed once it is there)
+            conn.execute("CREATE TABLE tocsin_schema "
+                         "(component TEXT PRIMARY KEY, version INT NOT NULL)")
         row = conn.execute("SELECT version FROM tocsin_schema WHERE component = %s",
                            (component,)).fetchone()
         have = 0 if row is None else int(row[0])
@@ -609,10 +613,10 @@ class PostgresMerkleLog(MerkleLog):
                        rejections=rejections)
         self.tree.extend(hashes)
 
-    def follow(self, entries: Sequence[LogEntry]) -> None:
-        """Add entries another node committed to the tree, from their stored leaf hashes."""
+    def hashes_of(self, entries: Sequence[LogEntry]) -> list[bytes]:
+        """The stored leaf hashes of entries that continue the tree (changes nothing here)."""
         if not entries:
-            return
+            return []
         first, last = entries[0].seq, entries[-1].seq
         if first != self.tree.size + 1:
             raise IntegrityError(f"seq {first} does not continue the Merkle tree at "
@@ -627,7 +631,11 @@ class PostgresMerkleLog(MerkleLog):
                 digest = entry_leaf_hash(e)
                 self._store_hashes([(e.seq, digest)])
             hashes.append(digest)
-        self.tree.extend(hashes)
+        return hashes
+
+    def follow(self, entries: Sequence[LogEntry], hashes: Sequence[bytes] | None = None) -> None:
+        """Add entries another node committed to the tree (`hashes`: from `hashes_of`)."""
+        self.tree.extend(self.hashes_of(entries) if hashes is None else hashes)
 
     def refresh(self) -> TreeHead | None:
         """Make `latest` the newest stored head this tree covers (a follower's view)."""
