@@ -216,6 +216,11 @@ class _LeaderOnly:
             except Exception:
                 log.exception("stopping a leader-only output failed")
 
+    @property
+    def current(self) -> Any:
+        """The running output while this node leads, else None."""
+        return self._current
+
     def __getattr__(self, name: str) -> Any:
         current = self.__dict__.get("_current")
         if current is None:

@@ -253,3 +253,25 @@ def test_seqs_are_contiguous_and_times_never_decrease(raws: list[dict[str, Any]]
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     # and the log replays to exactly the same transitions
     assert replay_into(Engine(GRID, CATALOG), entries) == len(entries)
+
+
+@PROPERTIES
+@given(streams(), st.sampled_from(("own", "hostile", None)))
+def test_affiliation_never_changes_a_decision(raws: list[dict[str, Any]],
+                                              flag: str | None) -> None:
+    """Alerts follow the trajectory, never the flag: the same stream with every detection's
+    `affiliation` set to one value (or removed) decides exactly the same transitions."""
+
+    def decided(stream: list[dict[str, Any]]) -> list[str]:
+        ledger = _ledger()
+        out = [t.to_json() for _, _, ts in _feed(ledger, stream) for t in ts]
+        return out + [t.to_json() for t in ledger.drain()]
+
+    flagged = []
+    for raw in raws:
+        if raw["type"] == "detection":
+            raw = {k: v for k, v in raw.items() if k != "affiliation"}
+            if flag is not None:
+                raw["affiliation"] = flag
+        flagged.append(raw)
+    assert decided(flagged) == decided(raws)

@@ -130,7 +130,7 @@ async def test_alerts_sound_sirens_and_silence_is_a_logged_fault(
         will = aiomqtt.Will(topic(quiet, "status"), json.dumps({"status": "offline"}), 1, True)
         async with parse_broker_url(broker).client(f"quiet-{tag}", will=will) as siren, \
                 start(mqtt_url=broker, siren_ack_s=1.0) as api:
-            gateway = api.app.state.sirens
+            gateway = api.app.state.sirens_output
             await siren.subscribe(topic(quiet, "cmd"), qos=1)
             await siren.publish(topic(quiet, "status"), json.dumps({"status": "ok"}), qos=1,
                                 retain=True)

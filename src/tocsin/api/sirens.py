@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -18,30 +19,45 @@ router = APIRouter(prefix="/api/v1", tags=["sirens"])
 
 
 def install(app: FastAPI, service: Service) -> None:
-    """Add the siren routes; make a gateway when the settings name an MQTT broker."""
+    """Add the siren routes; make a gateway when the settings name an MQTT broker.
+
+    The gateway runs on one node only (in a cluster, the leader), so each siren fault is
+    logged once.
+    """
     url = app.state.settings.mqtt_url
-    app.state.sirens = SirenGateway(service, url) if url else None
+    app.state.sirens_output = service.leading(lambda: SirenGateway(service, url)) if url else None
     app.include_router(router)
+
+
+def _gateway(app: FastAPI) -> SirenGateway | None:
+    """The gateway running on this node, if any (a cluster follower has none)."""
+    output = app.state.sirens_output
+    if output is None or isinstance(output, SirenGateway):
+        return output
+    current: SirenGateway | None = output.current  # a leader-only stand-in
+    return current
 
 
 async def start(app: FastAPI) -> None:
     """Start the gateway, if any (after the service has recovered)."""
-    gateway: SirenGateway | None = app.state.sirens
-    if gateway is not None:
-        await gateway.start()
+    output = app.state.sirens_output
+    if output is not None:
+        started = output.start()
+        if inspect.isawaitable(started):
+            await started
 
 
 async def stop(app: FastAPI) -> None:
     """Stop the gateway, if any (before the service closes its log)."""
-    gateway: SirenGateway | None = app.state.sirens
-    if gateway is not None:
-        await gateway.stop()
+    output = app.state.sirens_output
+    if output is not None:
+        await output.stop()
 
 
 @router.get("/sirens")
 async def sirens(request: Request, service: Service = Depends(reader)) -> dict[str, Any]:
     """Every registered siren with its status: `ok`, `fault`, `offline` or `unknown`."""
-    gateway: SirenGateway | None = request.app.state.sirens
+    gateway = _gateway(request.app)
     if gateway is not None:
         return {
             "mqtt": "connected" if gateway.connected.is_set() else "disconnected",
@@ -62,7 +78,7 @@ async def test_siren(
 ) -> dict[str, Any]:
     """Send one siren a test (pattern `test`, not retained); its answer shows in its status."""
     require(principal, "operator")
-    gateway: SirenGateway | None = request.app.state.sirens
+    gateway = _gateway(request.app)
     if gateway is None:
         raise HTTPException(409, "sirens are off on this server (no --mqtt broker)")
     if not gateway.connected.is_set():
