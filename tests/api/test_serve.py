@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import servers
 from tests.api.helpers import LVIV_HROMADA, LVIV_OBLAST, NEAR_KHARKIV
+from tests.servers import free_port
 from tocsin.model import format_time
 from tocsin.store import open_log
 
@@ -26,53 +23,22 @@ pytestmark = pytest.mark.serial
 OTHER_LVIV_HROMADA = "UA46060010000049728"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Server:
     """One `python -m tocsin serve` process on a data dir and port."""
 
     def __init__(self, data_dir: Path, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = data_dir.parent / f"serve-{time.monotonic_ns()}.log"
-        self.log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tocsin", "serve", "--data-dir", str(data_dir),
-             "--port", str(port)],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"tocsin serve exited with {self.proc.returncode}:\n"
-                                     + self.log_path.read_text(errors="replace"))
-            try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"tocsin serve not ready after {timeout} s")
+        self.proc = servers.start_serve(["--data-dir", str(data_dir), "--port", str(port)],
+                                        self.log_path)
+        servers.wait_ready(self.proc, self.base,
+                           lambda: self.log_path.read_text(errors="replace"))
 
     def terminate(self, timeout: float = 30.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.log.close()
+        return servers.stop(self.proc, timeout)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
+        servers.kill(self.proc)
 
 
 def now_event(etype: str, **fields: Any) -> dict[str, Any]:
@@ -122,11 +88,8 @@ def test_serve_sigterm_restart_and_resume(tmp_path: Path) -> None:
     port = free_port()
     server = Server(data, port)
     try:
-        created = subprocess.run(
-            [sys.executable, "-m", "tocsin", "keys", "create", "--data-dir", str(data),
-             "--role", "admin", "--name", "serial"],
-            capture_output=True, text=True, check=True, timeout=60,
-        )
+        created = servers.run_cli("keys", "create", "--data-dir", str(data), "--role", "admin",
+                                  "--name", "serial", timeout=60, check=True)
         key = created.stdout.strip()
         assert created.stdout == key + "\n" and key.startswith("tk_")
 

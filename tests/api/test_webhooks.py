@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -26,6 +25,7 @@ from tests.api.helpers import (
     event,
     wait_until,
 )
+from tests.servers import free_port
 from tocsin.outputs.webhooks import sign
 
 pytestmark = pytest.mark.anyio
@@ -93,13 +93,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def drone(track: str, t: float = 1.0) -> dict[str, object]:

@@ -14,13 +14,9 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import random
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,30 +28,17 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.cluster.services import fresh_database
+from tests import servers
+from tests.cluster.services import fresh_database, nats_or_skip, postgres_or_skip
 from tocsin.model import format_time
 
-__all__ = ["Cluster", "Node", "Poster", "SSEWatcher", "Tracks", "eventually", "free_port"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+__all__ = ["Cluster", "Node", "Poster", "SSEWatcher", "Tracks", "eventually", "fresh_cluster"]
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0,
                every: float = 0.02) -> Any:
-    """Poll `check` until it returns something truthy (returned); fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
+    """`tests.servers.eventually`, polling more often."""
+    return servers.eventually(check, what, timeout, every)
 
 
 class Node:
@@ -64,35 +47,24 @@ class Node:
     def __init__(self, cluster: Cluster, name: str) -> None:
         self.cluster = cluster
         self.name = name
-        self.port = free_port()
+        self.port = servers.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.data_dir = cluster.root / name
         self.log_path = cluster.root / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Node:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.cluster.env}
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tocsin", "serve", "--store", self.cluster.store,
-                 "--bus", self.cluster.bus, "--cluster-name", self.cluster.name,
-                 "--node-id", self.name, "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), "--regions", self.cluster.regions],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
-            )
+        self.proc = servers.start_serve(
+            ["--store", self.cluster.store, "--bus", self.cluster.bus,
+             "--cluster-name", self.cluster.name, "--node-id", self.name,
+             "--port", str(self.port), "--data-dir", str(self.data_dir),
+             "--regions", self.cluster.regions],
+            self.log_path, env=self.cluster.env, append=True)
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n"
-                                     + self.output())
-            with contextlib.suppress(httpx.TransportError):
-                return httpx.get(self.base + "/readyz", timeout=1).status_code == 200
-            return False
-
-        eventually(ready, f"{self.name} to be ready", timeout, every=0.05)
+        assert self.proc is not None
+        servers.wait_ready(self.proc, self.base, self.output, what=self.name, timeout=timeout)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-20_000:]
@@ -110,22 +82,16 @@ class Node:
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to PostgreSQL, NATS or clients."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None:
+            servers.kill(self.proc)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            servers.stop(self.proc)
 
 
 class Cluster:
@@ -156,13 +122,10 @@ class Cluster:
             n.wait_ready()
 
     def tocsin(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tocsin", *args], capture_output=True,
-                              text=True, timeout=300, check=False)
+        return servers.run_cli(*args)
 
     def create_key(self, role: str) -> str:
-        done = self.tocsin("keys", "create", "--store", self.store, "--role", role)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return servers.create_key(role, "--store", self.store)
 
     def leader(self, among: list[Node] | None = None) -> Node | None:
         for n in among or self.nodes:
@@ -217,6 +180,21 @@ class Cluster:
             return seqs
         finally:
             await nc.close()
+
+
+@contextlib.contextmanager
+def fresh_cluster(root: Path, regions: str) -> Iterator[Cluster]:
+    """A `Cluster` on the test services (skipped loudly without them), closed afterwards; the
+    nodes' output is printed if the body fails."""
+    c = Cluster(root, postgres_or_skip(), nats_or_skip(), regions=regions)
+    try:
+        yield c
+    except BaseException:
+        for n in c.nodes:
+            print(f"--- {n.name} ---\n{n.output()}")
+        raise
+    finally:
+        c.close()
 
 
 class Tracks:

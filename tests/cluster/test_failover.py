@@ -32,8 +32,15 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Cluster, Node, Poster, SSEWatcher, Tracks, eventually
-from tests.cluster.services import nats_or_skip, postgres_or_skip
+from tests.cluster.harness import (
+    Cluster,
+    Node,
+    Poster,
+    SSEWatcher,
+    Tracks,
+    eventually,
+    fresh_cluster,
+)
 from tocsin.model import parse_time
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.serial]
@@ -46,16 +53,8 @@ TRANSITION_FIELDS_ADDED = {"cause_time", "decided_at", "log_index", "published_a
 
 @pytest.fixture()
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    pg, nats_url = postgres_or_skip(), nats_or_skip()
-    c = Cluster(tmp_path, pg, nats_url, regions=REGIONS)
-    try:
+    with fresh_cluster(tmp_path, REGIONS) as c:
         yield c
-    except BaseException:
-        for n in c.nodes:
-            print(f"--- {n.name} ---\n{n.output()}")
-        raise
-    finally:
-        c.close()
 
 
 class Takeover(threading.Thread):

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cluster.harness import Cluster, Tracks, eventually
-from tests.cluster.services import nats_or_skip, postgres_or_skip
+from tests.cluster.harness import Cluster, Tracks, eventually, fresh_cluster
 from tocsin.model import format_time
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.serial]
@@ -22,15 +21,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.serial]
 
 @pytest.fixture()
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, postgres_or_skip(), nats_or_skip(), regions="ua-oblasts")
-    try:
+    with fresh_cluster(tmp_path, "ua-oblasts") as c:
         yield c
-    except BaseException:
-        for n in c.nodes:
-            print(f"--- {n.name} ---\n{n.output()}")
-        raise
-    finally:
-        c.close()
 
 
 def post(base: str, key: str, body: Any) -> httpx.Response:

@@ -5,13 +5,8 @@ Everything polls with deadlines; nothing sleeps for a fixed time to let somethin
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from tests import servers
+from tests.servers import eventually, free_port, run_cli
 from tocsin.model import format_time
 from tocsin.store import open_log
 
@@ -34,36 +31,8 @@ STARTS = [(50.3, 36.9), (49.9, 37.5), (51.3, 34.8), (48.6, 37.6), (47.4, 36.4), 
 RAIONS = ["UA63080000000032022", "UA63140000000096278", "UA59080000000057897"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0,
-               every: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy (returned); fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
-def run_cli(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-    """`python -m tocsin ARGS`, output captured."""
-    return subprocess.run([sys.executable, "-m", "tocsin", *args], capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def create_key(data_dir: Path, role: str = "admin", name: str = "crash") -> str:
-    done = run_cli("keys", "create", "--data-dir", str(data_dir), "--role", role, "--name", name)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return servers.create_key(role, "--data-dir", str(data_dir), name=name)
 
 
 class Server:
@@ -74,8 +43,7 @@ class Server:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOCSIN_RATE_LIMIT": "1000000",
-                    "TOCSIN_RATE_BURST": "1000000", **env}
+        self.env = {"TOCSIN_RATE_LIMIT": "1000000", "TOCSIN_RATE_BURST": "1000000", **env}
         self.log_path = log_path or data_dir.parent / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -83,48 +51,29 @@ class Server:
     def start(self, wait: bool = True) -> Server:
         with self.log_path.open("ab") as out:
             out.write(f"\n----- start {self.starts}\n".encode())
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tocsin", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env,
-            )
+        self.proc = servers.start_serve(
+            ["--data-dir", str(self.data_dir), "--port", str(self.port)], self.log_path,
+            env=self.env, append=True)
         self.starts += 1
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"tocsin serve exited with {self.proc.returncode}:\n"
-                                     + self.output())
-            with contextlib.suppress(httpx.TransportError):
-                return httpx.get(self.base + "/readyz", timeout=2).status_code == 200
-            return False
-
-        eventually(ready, "tocsin serve to be ready", timeout)
+        assert self.proc is not None
+        servers.wait_ready(self.proc, self.base, self.output, timeout=timeout, http_timeout=2)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-20_000:]
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush, no goodbye."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
+        if self.proc is not None:
+            servers.kill(self.proc, 30)
 
     def stop(self) -> int:
-        """SIGTERM and wait; the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc is not None else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise
+        """SIGTERM and wait (SIGKILL after a minute); the exit code."""
+        return servers.stop(self.proc, 60) if self.proc is not None else 0
 
 
 def _stamp(offset_s: float = -0.2) -> str:

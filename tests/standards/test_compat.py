@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -20,6 +15,7 @@ import httpx
 import pytest
 from alerts_in_ua.air_raid_alert_oblast_statuses import AirRaidAlertOblastStatuses
 
+from tests import servers
 from tests.api.helpers import KHARKIV, LVIV_HROMADA, Api, FakeClock
 from tests.engine.helpers import T0, Sim, at, event
 from tocsin.geo import RegionSet
@@ -210,42 +206,23 @@ class Server:
     """`python -m tocsin serve --private` on a free port, until stopped."""
 
     def __init__(self, data_dir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = servers.free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = data_dir.parent / "serve.log"
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tocsin", "serve", "--data-dir", str(data_dir),
-                 "--port", str(port), "--private"],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError("tocsin serve exited:\n" + self.log_path.read_text())
-            try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("tocsin serve did not become ready in 60 s")
-            time.sleep(0.1)
+        self.proc = servers.start_serve(
+            ["--data-dir", str(data_dir), "--port", str(port), "--private"], self.log_path)
+        try:
+            servers.wait_ready(self.proc, self.base, self.log_path.read_text)
+        except AssertionError:
+            self.stop()
+            raise
 
     @staticmethod
     def now() -> str:
         return format_time(datetime.now(UTC))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        servers.stop(self.proc)
 
 
 @pytest.fixture
@@ -253,10 +230,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Server, str, str]]:
     data = tmp_path / "data"
 
     def key(role: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "tocsin", "keys", "create", "--role", role, "--data-dir",
-             str(data)], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return servers.create_key(role, "--data-dir", str(data))
 
     reader, operator = key("reader"), key("operator")
     server = Server(data)

@@ -126,6 +126,13 @@ class LogContract(ABC):
             log.append([event(1, "e1"), event(2, "e1")])
         assert log.max_seq() == 0 and log.find_event("radar-1", "e1") is None
 
+    def test_reads_page_through_long_logs(self, log: EventLog) -> None:
+        """More entries than a page of the backends that read in pages."""
+        rows = [event(1, "e1")] + [transition(seq, 1) for seq in range(2, 12_002)]
+        log.append(rows)
+        assert [e.seq for e in log.read()] == list(range(1, 12_002))
+        assert [e.seq for e in log.read(4_999, 5_002)] == [4_999, 5_000, 5_001, 5_002]
+
     def test_metadata(self, log: EventLog) -> None:
         assert log.get_meta("regions") is None
         log.set_meta("regions", "ua-oblasts")

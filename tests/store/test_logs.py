@@ -59,13 +59,6 @@ class TestSQLiteLog(LogContract):
         with self.create_log() as log:
             assert list(log.read()) == rows
 
-    def test_reads_page_through_long_logs(self) -> None:
-        rows = [event(1, "e1")] + [transition(seq, 1) for seq in range(2, 12_002)]
-        with self.create_log() as log:
-            log.append(rows)
-            assert [e.seq for e in log.read()] == list(range(1, 12_002))
-            assert [e.seq for e in log.read(4_999, 5_002)] == [4_999, 5_000, 5_001, 5_002]
-
 
 def test_open_log_by_url_and_directory(tmp_path: Path) -> None:
     assert isinstance(open_log("memory:"), MemoryLog)

@@ -6,11 +6,6 @@ Python package; without either they are skipped, loudly, with the reason.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,19 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import servers
+from tests.servers import free_port
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -46,38 +37,20 @@ class Server:
 
     def __post_init__(self) -> None:
         for role in ("sensor", "operator", "reader"):
-            out = subprocess.run(
-                [sys.executable, "-m", "tocsin", "keys", "create", "--data-dir",
-                 str(self.data_dir), "--role", role, "--name", f"{role}-web-test"],
-                capture_output=True, text=True, check=True,
-            )
+            out = servers.run_cli("keys", "create", "--data-dir", str(self.data_dir),
+                                  "--role", role, "--name", f"{role}-web-test", check=True)
             self.keys[role] = out.stdout.strip().splitlines()[-1]
         port = self.port = self.port or free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = self.data_dir.parent / f"serve-{port}-{time.monotonic_ns()}.log"
-        self.log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tocsin", "serve", "--data-dir", str(self.data_dir),
-             "--port", str(port), *self.extra],
-            stdout=self.log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"tocsin serve exited with {self.proc.returncode}:\n"
-                                     + self.log_path.read_text(errors="replace"))
-            try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"tocsin serve not ready after {timeout} s")
+        self.proc = servers.start_serve(
+            ["--data-dir", str(self.data_dir), "--port", str(port), *self.extra], self.log_path)
+        try:
+            servers.wait_ready(self.proc, self.base,
+                               lambda: self.log_path.read_text(errors="replace"))
+        except AssertionError:
+            self.stop()
+            raise
 
     def get(self, path: str, **params: Any) -> Any:
         r = httpx.get(self.base + path, params=params, timeout=10)
@@ -91,14 +64,7 @@ class Server:
         return r.json()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+        servers.stop(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from tocsin.errors import FieldError, OperationalError, ValidationError
 from tocsin.model import format_time
 
 __all__ = [
-    "ROLES", "AdminBackend", "AdminStore", "ApiKey", "Delivery", "SirenRecord",
+    "ROLES", "AdminBackend", "AdminStore", "ApiKey", "Delivery", "SQLAdminStore", "SirenRecord",
     "SubscriptionRecord", "hash_key", "open_admin",
 ]
 
@@ -130,7 +130,7 @@ def _now() -> str:
 
 class AdminBackend(ABC):
     """What every admin store does: SQLite here (`AdminStore`), PostgreSQL for a cluster
-    (`tocsin.store.admin_postgres.PostgresAdminStore`)."""
+    (`tocsin.store.admin_postgres.PostgresAdminStore`), both through `SQLAdminStore`."""
 
     @abstractmethod
     def create_key(self, role: str, name: str | None = None) -> tuple[str, ApiKey]:
@@ -191,27 +191,21 @@ class AdminBackend(ABC):
         """Release the store."""
 
 
-class AdminStore(AdminBackend):
-    """Keys, subscriptions and deliveries in `admin.db` next to the log."""
+class SQLAdminStore(AdminBackend):
+    """`AdminBackend` over SQL, written once for every database: the statements use `?`
+    placeholders, and a subclass supplies how they run (`_run`, `_count`, `_run_many`)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise OperationalError(f"{self.path}: {exc}") from exc
-
+    @abstractmethod
     def _run(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise OperationalError(f"{self.path}: {exc}") from exc
+        """Execute one statement; its rows (none for a statement that returns none)."""
+
+    @abstractmethod
+    def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Execute one statement; how many rows it changed."""
+
+    @abstractmethod
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute one statement for each of `rows`, all in one transaction."""
 
     # --- keys ----------------------------------------------------------------------------------
 
@@ -240,13 +234,11 @@ class AdminStore(AdminBackend):
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke by id (or name); False if no live key matched."""
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) "
-                "AND revoked_at IS NULL", (_now(), key_id, key_id))
-        return cur.rowcount > 0
+        return self._count("UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) "
+                           "AND revoked_at IS NULL", (_now(), key_id, key_id)) > 0
 
     # --- subscriptions -------------------------------------------------------------------------
+    # `active` is INTEGER in SQLite and BOOLEAN in PostgreSQL; bound as a bool it suits both.
 
     def create_subscription(
         self, url: str, spec: dict[str, Any], cursor: int
@@ -254,18 +246,19 @@ class AdminStore(AdminBackend):
         """Store a subscription starting after `cursor` (the current log end)."""
         rec = SubscriptionRecord(secrets.token_hex(8), url, secrets.token_urlsafe(32), spec,
                                  _now(), cursor, True)
-        self._run("INSERT INTO subscriptions VALUES (?,?,?,?,?,?,1)",
-                  (rec.id, rec.url, rec.secret, json.dumps(spec), rec.created_at, cursor))
+        self._run("INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?)",
+                  (rec.id, rec.url, rec.secret, json.dumps(spec), rec.created_at, cursor, True))
         return rec
 
     def subscriptions(self, *, active_only: bool = False) -> list[SubscriptionRecord]:
         """Every subscription."""
         sql = "SELECT id, url, secret, spec, created_at, cursor, active FROM subscriptions"
+        args: tuple[Any, ...] = ()
         if active_only:
-            sql += " WHERE active = 1"
-        rows = self._run(sql + " ORDER BY created_at, id")
-        return [SubscriptionRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], bool(r[6]))
-                for r in rows]
+            sql, args = sql + " WHERE active = ?", (True,)
+        rows = self._run(sql + " ORDER BY created_at, id", args)
+        return [SubscriptionRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], int(r[5]),
+                                   bool(r[6])) for r in rows]
 
     def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
         """One subscription by id."""
@@ -273,10 +266,8 @@ class AdminStore(AdminBackend):
 
     def deactivate_subscription(self, sub_id: str) -> bool:
         """Stop delivering to a subscription."""
-        with self._lock:
-            cur = self._db.execute("UPDATE subscriptions SET active = 0 WHERE id = ? "
-                                   "AND active = 1", (sub_id,))
-        return cur.rowcount > 0
+        return self._count("UPDATE subscriptions SET active = ? WHERE id = ? AND active = ?",
+                           (False, sub_id, True)) > 0
 
     def advance_cursor(self, sub_id: str, seq: int) -> None:
         """Record that everything up to `seq` was delivered (or did not match)."""
@@ -286,35 +277,70 @@ class AdminStore(AdminBackend):
     def record_delivery(self, d: Delivery) -> None:
         """Append to the delivery log."""
         self._run("INSERT INTO deliveries (subscription, seq, attempt, at, status, error) "
-                  "VALUES (?,?,?,?,?,?)", (d.subscription, d.seq, d.attempt, d.at, d.status,
-                                           d.error))
+                  "VALUES (?,?,?,?,?,?)",
+                  (d.subscription, d.seq, d.attempt, d.at, d.status, d.error))
 
     def deliveries(self, sub_id: str, limit: int = 100) -> list[Delivery]:
         """The latest delivery attempts of a subscription, newest first."""
         rows = self._run("SELECT subscription, seq, attempt, at, status, error FROM deliveries "
                          "WHERE subscription = ? ORDER BY id DESC LIMIT ?", (sub_id, limit))
-        return [Delivery(*r) for r in rows]
+        return [Delivery(r[0], int(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     # --- sirens --------------------------------------------------------------------------------
 
     def put_sirens(self, sirens: Sequence[SirenRecord]) -> None:
         """Add or replace sirens (by id), all in one transaction."""
         at = _now()
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO sirens VALUES (?,?,?,?,?,?)",
-                    [(s.id, s.name, s.lat, s.lon, s.region, at) for s in sirens])
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise OperationalError(f"{self.path}: {exc}") from exc
+        self._run_many(
+            "INSERT INTO sirens VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE "
+            "SET name = excluded.name, lat = excluded.lat, lon = excluded.lon, "
+            "region = excluded.region, updated_at = excluded.updated_at",
+            [(s.id, s.name, s.lat, s.lon, s.region, at) for s in sirens])
 
     def sirens(self) -> list[SirenRecord]:
         """Every registered siren, by id."""
         rows = self._run("SELECT id, name, lat, lon, region FROM sirens ORDER BY id")
         return [SirenRecord(*r) for r in rows]
+
+
+class AdminStore(SQLAdminStore):
+    """Keys, subscriptions and deliveries in `admin.db` next to the log."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise OperationalError(f"{self.path}: {exc}") from exc
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise OperationalError(f"{self.path}: {exc}") from exc
+
+    def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).rowcount
+            except sqlite3.Error as exc:
+                raise OperationalError(f"{self.path}: {exc}") from exc
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise OperationalError(f"{self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Close the database."""
