@@ -29,6 +29,10 @@ __all__ = ["SEVERITY_RANK", "EVENT_TRIGGERED_TRANSITIONS", "AlertPhase", "Trigge
 class AlertPhase(Enum):
     """Where one (region, alert type) stands."""
 
+    # members are singletons, so identity hashing is exact, and C-level rather than Enum's
+    # Python-level name hash (it sits on the engine's hottest path)
+    __hash__ = object.__hash__
+
     IDLE = "idle"
     ACTIVE = "active"
     HOLDING = "holding"
@@ -36,6 +40,8 @@ class AlertPhase(Enum):
 
 class Trigger(Enum):
     """What happened to the region's cover."""
+
+    __hash__ = object.__hash__
 
     COVERED = "covered"  # at least one threat or operator covers it (maybe changed)
     UNCOVERED = "uncovered"  # nothing covers it any more
