@@ -9,6 +9,7 @@ import json
 import math
 import os
 import platform
+import random
 import resource
 import socket
 import sys
@@ -17,6 +18,8 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
+
+from tocsin.geo import RegionSet
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -203,3 +206,14 @@ def _nice(top: float) -> float:
         if step * mag >= top:
             return step * mag
     return 10 * mag
+
+
+def origins(regions: RegionSet, n: int, rng: random.Random) -> list[tuple[float, float]]:
+    """`n` random (lat, lon) points that fall in some leaf of the set."""
+    west, south, east, north = regions.bounds()
+    out: list[tuple[float, float]] = []
+    while len(out) < n:
+        lat, lon = rng.uniform(south, north), rng.uniform(west, east)
+        if regions.locate(lat, lon) is not None:
+            out.append((lat, lon))
+    return out

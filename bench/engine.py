@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from common import origins  # noqa: I001 - the benchmarks' shared helpers, next to this file
 from tocsin.engine.core import Engine
 from tocsin.engine.policy import Policy
 from tocsin.geo import RegionSet, load_region_set
@@ -68,15 +69,6 @@ def detection(track: str, t: float, lat: float, lon: float, heading: float) -> d
             "heading_deg": round(heading % 360.0, 1) % 360.0, "speed_kmh": DRONE_KMH}
 
 
-def origins(regions: RegionSet, n: int, rng: random.Random) -> list[tuple[float, float]]:
-    """`n` random points that fall in some leaf of the set."""
-    west, south, east, north = regions.bounds()
-    out: list[tuple[float, float]] = []
-    while len(out) < n:
-        lat, lon = rng.uniform(south, north), rng.uniform(west, east)
-        if regions.locate(lat, lon) is not None:
-            out.append((lat, lon))
-    return out
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

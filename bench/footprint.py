@@ -35,7 +35,7 @@ from typing import Any
 
 import shapely
 
-from common import line_chart, pct, table, write_result  # noqa: I001
+from common import line_chart, origins, pct, table, write_result  # noqa: I001
 from tocsin.geo import Footprint, RegionSet, load_region_set
 from tocsin.geo.planar import GEOD
 
@@ -74,15 +74,6 @@ END $$;
 """
 
 
-def origins(regions: RegionSet, n: int, rng: random.Random) -> list[tuple[float, float]]:
-    """`n` random (lat, lon) points inside the set."""
-    west, south, east, north = regions.bounds()
-    out: list[tuple[float, float]] = []
-    while len(out) < n:
-        lat, lon = rng.uniform(south, north), rng.uniform(west, east)
-        if regions.locate(lat, lon) is not None:
-            out.append((lat, lon))
-    return out
 
 
 def connect(dsn: str) -> Any:

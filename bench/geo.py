@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from tocsin.geo import DEFAULT_REGION_SET, Footprint, RegionSet, load_region_set
+from common import origins  # noqa: I001 - the benchmarks' shared helpers, next to this file
+from tocsin.geo import DEFAULT_REGION_SET, Footprint, load_region_set
 
 # (label, length in metres, heading given?, half-angle)
 CASES = (
@@ -27,15 +28,6 @@ CASES = (
 )
 
 
-def origins(regions: RegionSet, n: int, rng: random.Random) -> list[tuple[float, float]]:
-    """`n` random (lat, lon) points that fall in some leaf of the set."""
-    west, south, east, north = regions.bounds()
-    out: list[tuple[float, float]] = []
-    while len(out) < n:
-        lat, lon = rng.uniform(south, north), rng.uniform(west, east)
-        if regions.locate(lat, lon) is not None:
-            out.append((lat, lon))
-    return out
 
 
 def timed(

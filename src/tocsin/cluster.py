@@ -167,6 +167,12 @@ class _Pending(EventLog):
     def read(self, start: int = 1, end: int | None = None) -> Iterator[LogEntry]:
         return self.store.read(start, end)
 
+    def get_meta(self, key: str) -> str | None:
+        return self.store.get_meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.store.set_meta(key, value)
+
     def find_event(self, source: str, event_id: str) -> int | None:
         key = (source, event_id)
         if key in self._mine:

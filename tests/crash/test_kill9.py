@@ -69,7 +69,7 @@ def crash_run(tmp_path: Path, n_events: int, kills: int, seed: int) -> None:
         # kill points spread over the run, each at a random moment
         marks = sorted(rng.sample(range(n_events // 20, n_events - n_events // 20), kills))
         done_kills = 0
-        deadline = time.monotonic() + max(240.0, n_events * 0.05)
+        deadline = time.monotonic() + max(480.0, n_events * 0.05)
         while any(t.is_alive() for t in threads):
             assert time.monotonic() < deadline, f"ingest stalled at {progress} of {n_events}"
             if errors:

@@ -15,6 +15,9 @@ reads the id from `iso_3166_2` and the English name from `name`. A file property
 claims is read only under its mapped name. Other properties are ignored. Invalid polygons are
 repaired with `shapely.make_valid`; a missing or empty geometry gives a region that can be
 alerted but is never located.
+Coordinates must be finite numbers, latitudes within ±90° and longitudes within ±360° (sets
+that cross the antimeridian may continue past ±180°); empty parts of a multi-part geometry are
+dropped.
 """
 
 from __future__ import annotations

@@ -58,13 +58,13 @@ class EventLog(ABC):
         """Number of entries."""
         return self.max_seq()
 
+    @abstractmethod
     def get_meta(self, key: str) -> str | None:
         """A small named value stored with the log (None when unset)."""
-        return None
 
+    @abstractmethod
     def set_meta(self, key: str, value: str) -> None:
         """Store a small named value with the log."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no metadata")
 
     def close(self) -> None:  # noqa: B027 - backends without resources need nothing here
         """Release the backend's resources."""
