@@ -81,3 +81,23 @@ def test_cli_page_has_every_command() -> None:
 def test_performance_page_says_how_to_reproduce() -> None:
     text = (DOCS / "performance.md").read_text(encoding="utf-8")
     assert "python bench/engine.py" in text
+
+
+def _sh_blocks(text: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", text, re.S)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """`.ci/run` runs README.md's test command, word for word (bar pip's `-q` and pytest's)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = next(b.strip() for b in _sh_blocks(readme) if "pytest" in b)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    lines = [line.strip() for line in ci.splitlines() if "pytest" in line and "pip" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].replace("pip install -q ", "pip install ").replace("pytest -q", "pytest") \
+        == command
+
+
+def test_readme_run_command_is_one_line() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "pip install . && tocsin serve" in _sh_blocks(readme)[0]

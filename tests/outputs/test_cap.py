@@ -44,7 +44,7 @@ from tocsin.outputs.cap import (
     verify_detached,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[1] / "data"
 SAMPLES = SHARED / "cap" / "samples"
 OBLASTS = SHARED / "ua_admin_boundaries" / "cod_ab_adm1_oblasts.geojson"
 
