@@ -22,14 +22,28 @@ Everything is vectorised per step; the 1,769 Ukrainian hromadas repair in a few 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
+from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["CoverageReport", "Defect", "check_coverage", "outline_of", "repair_coverage"]
+from tocsin.errors import RegionSetError
+from tocsin.geo.geojson import regions_from_geojson
+from tocsin.geo.model import Region
+
+__all__ = [
+    "CoverageReport",
+    "Defect",
+    "SetCoverage",
+    "check_coverage",
+    "check_region_file",
+    "outline_of",
+    "repair_coverage",
+]
 
 # Square metres per square degree at the equator (WGS84 mean radius); scaled by cos(latitude).
 _M2_PER_DEG2 = (math.pi / 180.0 * 6_371_008.8) ** 2
@@ -138,7 +152,8 @@ def _gap_pieces(
     covered = shapely.union_all(geoms, grid_size=grid)
     gaps = shapely.difference(outline, covered, grid_size=grid)
     parts: np.ndarray = shapely.get_parts(gaps)
-    return parts[(shapely.get_type_id(parts) == 3) & (shapely.area(parts) > 0.0)]
+    polygons: np.ndarray = parts[(shapely.get_type_id(parts) == 3) & (shapely.area(parts) > 0.0)]
+    return polygons
 
 
 def _borders(
@@ -293,3 +308,98 @@ def _fill_gaps(
             candidates = present
         distances = shapely.distance(faces[face], geoms[candidates])
         owner[face] = int(candidates[int(np.argmin(distances))])
+
+
+# --- whole GeoJSON sets -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetCoverage:
+    """The coverage check of a region file: its leaves, their report, and (if asked) the fix."""
+
+    leaves: tuple[str, ...]
+    report: CoverageReport
+    # The repaired FeatureCollection and the check of its leaves; None when not repaired.
+    repaired: dict[str, Any] | None = None
+    repaired_report: CoverageReport | None = None
+    # Leaves that came out empty from the repair (wholly covered by earlier leaves).
+    emptied: tuple[str, ...] = ()
+
+
+def _set_parts(
+    data: Mapping[str, Any], source: str
+) -> tuple[list[Region], list[int], list[tuple[BaseGeometry, list[int]]]]:
+    """Regions in file order, positions of the leaves, and zones (root polygons) of leaves."""
+    regions = regions_from_geojson(data, source=source)
+    parents = {r.parent for r in regions if r.parent is not None}
+    leaves = [i for i, r in enumerate(regions) if r.id not in parents]
+    by_id = {r.id: r for r in regions}
+
+    def root(region: Region) -> str:
+        seen = 0
+        while region.parent is not None and seen <= len(regions):
+            region, seen = by_id[region.parent], seen + 1
+        return region.id
+
+    roots: dict[str, list[int]] = {}
+    for k, i in enumerate(leaves):
+        roots.setdefault(root(regions[i]), []).append(k)
+    zones = [
+        (by_id[rid].geometry, members)
+        for rid, members in roots.items()
+        if rid not in {regions[i].id for i in leaves} and not by_id[rid].geometry.is_empty
+    ]
+    return regions, leaves, zones
+
+
+def check_region_file(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<geojson>",
+    grid: float = 1e-6,
+    min_area_m2: float = 1.0,
+    repair: bool = False,
+) -> SetCoverage:
+    """Check (and with `repair`, fix) the leaves of a region FeatureCollection.
+
+    The territory is everything any region of the file covers, holes filled. Leaves are the
+    regions no other region names as parent; a leaf's root ancestor with a polygon is its zone,
+    so a gap is given to a leaf of the same root. The repaired collection keeps every feature
+    and property; leaves get their repaired polygon and every parent the union of its leaves,
+    so the hierarchy nests exactly. Exterior rings come out counter-clockwise (RFC 7946).
+    """
+    regions, leaves, zones = _set_parts(data, source)
+    if not leaves:
+        raise RegionSetError(f"{source}: no regions")
+    leaf_geoms = [regions[i].geometry for i in leaves]
+    outline = outline_of([r.geometry for r in regions if not r.geometry.is_empty], grid)
+    report = check_coverage(leaf_geoms, outline=outline, grid=grid, min_area_m2=min_area_m2)
+    ids = tuple(regions[i].id for i in leaves)
+    if not repair:
+        return SetCoverage(ids, report)
+    fixed = repair_coverage(leaf_geoms, outline=outline, zones=zones, grid=grid)
+    fixed_arr = _array(fixed)
+    geometry: dict[str, BaseGeometry] = dict(zip(ids, fixed, strict=True))
+    under: dict[str, list[int]] = {}
+    by_id = {r.id: r for r in regions}
+    for k, i in enumerate(leaves):
+        parent = regions[i].parent
+        steps = 0
+        while parent is not None and steps <= len(regions):
+            under.setdefault(parent, []).append(k)
+            parent, steps = by_id[parent].parent, steps + 1
+    for rid, members in under.items():
+        parts = fixed_arr[members]
+        geometry[rid] = shapely.coverage_union_all(parts[~shapely.is_empty(parts)])
+    features = []
+    for feature, region in zip(data["features"], regions, strict=True):
+        g = geometry.get(region.id, region.geometry)
+        out = dict(feature)
+        out["geometry"] = None if g.is_empty else mapping(
+            shapely.orient_polygons(g, exterior_cw=False)
+        )
+        features.append(out)
+    repaired = {**data, "features": features}
+    after = check_coverage(fixed, grid=grid, min_area_m2=min_area_m2)
+    emptied = tuple(rid for rid, g in zip(ids, fixed, strict=True) if g.is_empty)
+    return SetCoverage(ids, report, repaired, after, emptied)
