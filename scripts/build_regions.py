@@ -5,10 +5,15 @@ Run from the repository root:
     python scripts/build_regions.py [--source ../shared/data/ua_admin_boundaries]
 
 Reads the three COD-AB layers and `admin_units_crosswalk.csv`, gives every unit its KATOTTG
-code (or a stable `cod:` id for the three COD-only units), links each unit to its parent one
-level up, snaps coordinates to a 1e-5 degree grid and writes one gzipped, canonical GeoJSON
-FeatureCollection per level, and writes (or refreshes) its section of `ATTRIBUTION.md` between
-markers, leaving other sections of that file alone. The output is byte-for-byte reproducible.
+code (or a stable `cod:` id for the three COD-only units) and links each unit to its parent one
+level up. The hromada layer, simplified upstream without topology, leaves gaps and overlaps;
+it is repaired into a coverage of the country outline (`tocsin.geo.coverage`: overlaps cut,
+each gap merged into the hromada of the same oblast sharing the longest border with it),
+simplified as one coverage, and the raions and oblasts are built as unions of their hromadas so
+that the hierarchy nests exactly. Writes one gzipped, canonical GeoJSON FeatureCollection per
+level (coordinates on a 1e-5 degree grid, exterior rings counter-clockwise) and writes (or
+refreshes) its section of `ATTRIBUTION.md` between markers, leaving other sections of that file
+alone. The output is byte-for-byte reproducible.
 """
 
 from __future__ import annotations
@@ -169,11 +174,11 @@ def tile(
         fail("simplification broke the coverage")
     for feature, geom in zip(hromadas, simple, strict=True):
         feature["geometry"] = canonical_geometry(geom)
-    for level, key in (("raion", lambda i: hromadas[i]["properties"]["parent"]),
-                       ("oblast", lambda i: oblast_of[i])):
+    raion_ids = [f["properties"]["parent"] for f in hromadas]
+    for level, parent_of in (("raion", raion_ids), ("oblast", oblast_of)):
         members: dict[str, list[int]] = {}
-        for i in range(len(hromadas)):
-            members.setdefault(key(i), []).append(i)
+        for i, parent in enumerate(parent_of):
+            members.setdefault(parent, []).append(i)
         for feature in layers[level]:
             union = shapely.coverage_union_all(simple[members[feature["properties"]["id"]]])
             feature["geometry"] = canonical_geometry(union)
@@ -293,12 +298,27 @@ them by hand; change the script and run it again.
 
 ## Changes made
 
-- Coordinates snapped to a 1e-5 degree grid with GEOS's precision reducer (keeps every ring valid)
-  and written with 5 decimals.
+- The hromada layer is repaired into a coverage of the country: every point inside the country
+  outline lies in exactly one hromada. The outline is everything the COD oblast or hromada layer
+  covers, with holes filled (Ukraine has no enclaves). As published, the hromadas leave
+  {gaps} gaps ({gap_km2:.0f} km²) and {overlaps} overlaps ({overlap_km2:.0f} km²) inside it. All
+  boundaries, the outline and the oblast lines are noded together on a 1e-5 degree grid; each
+  face of that arrangement goes to the first hromada (by P-code) that covers it, so an overlap
+  is cut from the later one, and each face no hromada covers goes to the hromada of the same
+  oblast (by the COD oblast layer) that shares the longest border with it.
+- The hromadas are then simplified as one coverage (`shapely.coverage_simplify`,
+  Visvalingam-Whyatt, tolerance {tolerance} degrees), so neighbours stay edge-matched and no gap
+  or overlap comes back. Raions and oblasts are not taken from their own COD layers: each is the
+  union of its hromadas, so the hierarchy nests exactly. Their COD layers supply only ids,
+  names, and (oblasts) the lines that keep a gap inside its oblast.
+- Coordinates are on the 1e-5 degree grid, written with 5 decimals; exterior rings run
+  counter-clockwise and holes clockwise (RFC 7946).
 - Properties replaced by the canonical set: `id`, `name_uk`, `name_en`, `parent`, `level`,
   `alerts_uid`, `cod_pcode`. Names are the COD names (`ADMn_UA`, `ADMn_EN`; English without
   "oblast"/"raion"/"hromada", e.g. "Kharkivska").
 - Features sorted by COD P-code.
+- `tocsin regions check FILE` runs the same check (and with `--repair`, the same repair) on any
+  region file.
 
 ## Ids and hierarchy
 
@@ -324,18 +344,15 @@ them by hand; change the script and run it again.
 
 ## Known quirks
 
-- Two Crimean hromadas, `UA0108039` Myrnivska and `UA0116047` Shkilnenska, have an empty geometry
-  (lost in the simplified source). They are regions without a shape: never located or hit by a
-  footprint, but alertable through their parent.
+- Two Crimean hromadas, `UA0108039` Myrnivska and `UA0116047` Shkilnenska (single settlements
+  of about 1.0 and 1.4 km² in the COD attributes), have no polygon in the simplified source.
+  So that they can be located, drawn and hit, each is given the largest piece of its COD raion
+  that no other hromada covers; this is a stand-in, not its real outline:
+{missing}
 - Names predate the September/October 2024 renaming (e.g. raion "Novomoskovskyi", not
   "Samarivskyi"); join on ids, never names.
 - Six Sevastopol hromadas that KATOTTG files under Bakhchysarai raion have no COD polygon and are
   not in the files. Kyiv oblast has 70 hromada-level units (69 hromadas and the Exclusion Zone).
-- The layers were simplified separately, so a hromada's outline does not exactly follow its
-  raion's or oblast's, and neighbouring hromadas overlap or leave gaps up to about 800 m wide
-  (mostly along coasts and the state border). A point on an overlap is located in the unit with
-  the lowest id; a point in a gap is in no unit, though any footprint reaching it still hits the
-  units around it.
 """
 
 
@@ -388,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     counts = {level: len(features) for level, features in layers.items()}
     text = ATTRIBUTION.format(
         valid_on=VALID_ON,
+        gaps=figures["gaps"],
+        gap_km2=figures["gap_km2"],
+        overlaps=figures["overlaps"],
+        overlap_km2=figures["overlap_km2"],
+        tolerance=TOLERANCE,
+        missing="\n".join(f"  - {note}" for note in figures["missing"]),
         uids=sum(f["properties"]["alerts_uid"] is not None for f in everything),
         total=len(everything),
         **counts,
