@@ -364,3 +364,12 @@ def test_repair_coverage_is_a_valid_coverage_on_random_boxes() -> None:
     assert check_coverage(list(kept), grid=1e-6, min_area_m2=0.0).ok
     before = outline_of(boxes, 1e-6)
     assert shapely.symmetric_difference(before, shapely.union_all(kept)).area < 1e-9
+
+
+def test_a_parent_loop_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path / "loop.geojson", [
+        _feature("A", _square(30.0, 50.0, 31.0, 51.0), "B"),
+        _feature("B", _square(31.0, 50.0, 32.0, 51.0), "A"),
+    ])
+    assert main(["regions", "check", str(path)]) == 2
+    assert "parent loop" in capsys.readouterr().err

@@ -34,6 +34,7 @@ from shapely.geometry.base import BaseGeometry
 from tocsin.errors import RegionSetError
 from tocsin.geo.geojson import regions_from_geojson
 from tocsin.geo.model import Region
+from tocsin.geo.regions import _check_acyclic
 
 __all__ = [
     "CoverageReport",
@@ -331,6 +332,8 @@ def _set_parts(
 ) -> tuple[list[Region], list[int], list[tuple[BaseGeometry, list[int]]]]:
     """Regions in file order, positions of the leaves, and zones (root polygons) of leaves."""
     regions = regions_from_geojson(data, source=source)
+    if regions:
+        _check_acyclic(source, {r.id: r for r in regions})
     parents = {r.parent for r in regions if r.parent is not None}
     leaves = [i for i, r in enumerate(regions) if r.id not in parents]
     by_id = {r.id: r for r in regions}
