@@ -5,10 +5,15 @@ Run from the repository root:
     python scripts/build_regions.py [--source ../shared/data/ua_admin_boundaries]
 
 Reads the three COD-AB layers and `admin_units_crosswalk.csv`, gives every unit its KATOTTG
-code (or a stable `cod:` id for the three COD-only units), links each unit to its parent one
-level up, snaps coordinates to a 1e-5 degree grid and writes one gzipped, canonical GeoJSON
-FeatureCollection per level, and writes (or refreshes) its section of `ATTRIBUTION.md` between
-markers, leaving other sections of that file alone. The output is byte-for-byte reproducible.
+code (or a stable `cod:` id for the three COD-only units) and links each unit to its parent one
+level up. The hromada layer, simplified upstream without topology, leaves gaps and overlaps;
+it is repaired into a coverage of the country outline (`tocsin.geo.coverage`: overlaps cut,
+each gap merged into the hromada of the same oblast sharing the longest border with it),
+simplified as one coverage, and the raions and oblasts are built as unions of their hromadas so
+that the hierarchy nests exactly. Writes one gzipped, canonical GeoJSON FeatureCollection per
+level (coordinates on a 1e-5 degree grid, exterior rings counter-clockwise) and writes (or
+refreshes) its section of `ATTRIBUTION.md` between markers, leaving other sections of that file
+alone. The output is byte-for-byte reproducible.
 """
 
 from __future__ import annotations
@@ -18,13 +23,18 @@ import csv
 import gzip
 import io
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+from tocsin.geo.coverage import check_coverage, outline_of, repair_coverage
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "ua_admin_boundaries"
@@ -42,6 +52,10 @@ GRID = 1e-5
 DECIMALS = 5
 VALID_ON = "2024-04-16"
 SIZE_BUDGET = 2 * 1024 * 1024
+# Visvalingam-Whyatt tolerance of the coverage simplification, in degrees (about the square
+# root of the largest triangle removed): ~0.0003 deg is ~30 m, far below a hromada's size.
+TOLERANCE = 0.0003
+SIMPLIFY_BOUNDARY = True
 BEGIN = "<!-- ua-regions: begin -->"
 END = "<!-- ua-regions: end -->"
 
@@ -82,19 +96,99 @@ def round_coords(obj: Any) -> Any:
     return [round_coords(item) for item in obj]
 
 
-def canonical_geometry(raw: dict[str, Any]) -> dict[str, Any]:
-    """Snap a GeoJSON geometry to the output grid, keeping it valid."""
-    geom = shape(raw)
-    if geom.is_empty:
-        # Two Crimean hromadas lost their polygon in the simplified source.
-        return {"type": "GeometryCollection", "geometries": []}
-    # GEOS's precision reducer keeps rings valid where plain rounding could make them touch.
-    snapped = shapely.set_precision(geom, GRID)
-    if not snapped.is_valid or snapped.is_empty:
-        fail(f"geometry became invalid or empty on the {GRID} grid")
-    out = dict(mapping(snapped))
-    out["coordinates"] = round_coords(out["coordinates"])
-    return {"type": out["type"], "coordinates": out["coordinates"]}
+def canonical_geometry(geom: BaseGeometry) -> dict[str, Any]:
+    """A grid-snapped polygon as GeoJSON, exterior rings counter-clockwise (RFC 7946)."""
+    if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+        fail(f"a tiled unit came out as {geom.geom_type}{' (empty)' if geom.is_empty else ''}")
+    out = dict(mapping(shapely.orient_polygons(geom, exterior_cw=False)))
+    return {"type": out["type"], "coordinates": round_coords(out["coordinates"])}
+
+
+def fill_missing(
+    geoms: list[BaseGeometry], hromadas: list[dict[str, Any]], raion_shapes: dict[str, Any],
+    outline: BaseGeometry,
+) -> list[str]:
+    """Give each hromada without a polygon the largest uncovered piece of its COD raion."""
+    missing = [i for i, g in enumerate(geoms) if g.is_empty]
+    if not missing:
+        return []
+    covered = shapely.union_all(
+        shapely.set_precision([g for g in geoms if not g.is_empty], GRID), grid_size=GRID
+    )
+    gaps = shapely.difference(outline, covered, grid_size=GRID)
+    notes = []
+    for i in missing:
+        props = hromadas[i]["properties"]
+        raion = shapely.set_precision(raion_shapes[props["parent"]], GRID)
+        pieces = shapely.get_parts(shapely.intersection(gaps, raion, grid_size=GRID))
+        pieces = [p for p in pieces if p.geom_type == "Polygon" and p.area > 0]
+        if not pieces:
+            fail(f"hromada {props['cod_pcode']} has no polygon and its raion has no gap")
+        best = max(pieces, key=lambda p: (p.area, p.wkb))
+        geoms[i] = best
+        gaps = shapely.difference(gaps, best, grid_size=GRID)
+        point = best.representative_point()
+        notes.append(
+            f"`{props['cod_pcode']}` {props['name_en']}: {area_km2(best):.1f} km² around "
+            f"{point.y:.3f} N {point.x:.3f} E"
+        )
+    return notes
+
+
+def area_km2(geom: BaseGeometry) -> float:
+    """Approximate ground area of a lon/lat polygon."""
+    lat = geom.centroid.y
+    return float(geom.area * (111.195**2) * math.cos(math.radians(lat)))
+
+
+def tile(
+    layers: dict[str, list[dict[str, Any]]], shapes: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Repair the hromadas into a coverage of the country; build raions and oblasts from them.
+
+    `shapes` holds the COD geometries of each level by id. Replaces every feature's geometry
+    with canonical GeoJSON and returns figures for the attribution and the summary.
+    """
+    hromadas = layers["hromada"]
+    geoms = [f["geometry"] for f in hromadas]
+    # The country: whatever the oblast or hromada layer claims, holes filled (Ukraine has no
+    # enclaves, so every hole is a sliver between simplified outlines).
+    outline = outline_of(list(shapes["oblast"].values()) + [g for g in geoms if not g.is_empty],
+                         GRID)
+    before = check_coverage(geoms, outline=outline, grid=GRID, min_area_m2=0.0)
+    notes = fill_missing(geoms, hromadas, shapes["raion"], outline)
+    raion_of = {f["properties"]["id"]: f["properties"]["parent"] for f in layers["raion"]}
+    oblast_of = [raion_of[f["properties"]["parent"]] for f in hromadas]
+    zones = [
+        (shapes["oblast"][oid], [i for i, o in enumerate(oblast_of) if o == oid])
+        for oid in sorted(shapes["oblast"])
+    ]
+    tiled = np.array(repair_coverage(geoms, outline=outline, zones=zones, grid=GRID), dtype=object)
+    if shapely.is_empty(tiled).any() or not shapely.coverage_is_valid(tiled):
+        fail("the repaired hromadas are not a clean coverage")
+    after = check_coverage(list(tiled), grid=GRID, min_area_m2=0.0)
+    if not after.ok:
+        fail(f"repair left {len(after.gaps)} gaps and {len(after.overlaps)} overlaps")
+    simple = shapely.coverage_simplify(tiled, TOLERANCE, simplify_boundary=SIMPLIFY_BOUNDARY)
+    if not shapely.coverage_is_valid(simple) or not shapely.is_valid(simple).all():
+        fail("simplification broke the coverage")
+    for feature, geom in zip(hromadas, simple, strict=True):
+        feature["geometry"] = canonical_geometry(geom)
+    raion_ids = [f["properties"]["parent"] for f in hromadas]
+    for level, parent_of in (("raion", raion_ids), ("oblast", oblast_of)):
+        members: dict[str, list[int]] = {}
+        for i, parent in enumerate(parent_of):
+            members.setdefault(parent, []).append(i)
+        for feature in layers[level]:
+            union = shapely.coverage_union_all(simple[members[feature["properties"]["id"]]])
+            feature["geometry"] = canonical_geometry(union)
+    return {
+        "gaps": len(before.gaps),
+        "gap_km2": sum(d.area_m2 for d in before.gaps) / 1e6,
+        "overlaps": len(before.overlaps),
+        "overlap_km2": sum(d.area_m2 for d in before.overlaps) / 1e6,
+        "missing": notes,
+    }
 
 
 def build_layer(
@@ -124,7 +218,7 @@ def build_layer(
                     "alerts_uid": int(uid) if uid else None,
                     "cod_pcode": pcode,
                 },
-                "geometry": canonical_geometry(feature["geometry"]),
+                "geometry": shape(feature["geometry"]),
             }
         )
     # P-code order keeps each oblast's units together and puts `cod:` units in their oblast.
@@ -204,12 +298,27 @@ them by hand; change the script and run it again.
 
 ## Changes made
 
-- Coordinates snapped to a 1e-5 degree grid with GEOS's precision reducer (keeps every ring valid)
-  and written with 5 decimals.
+- The hromada layer is repaired into a coverage of the country: every point inside the country
+  outline lies in exactly one hromada. The outline is everything the COD oblast or hromada layer
+  covers, with holes filled (Ukraine has no enclaves). As published, the hromadas leave
+  {gaps} gaps ({gap_km2:.0f} km²) and {overlaps} overlaps ({overlap_km2:.0f} km²) inside it. All
+  boundaries, the outline and the oblast lines are noded together on a 1e-5 degree grid; each
+  face of that arrangement goes to the first hromada (by P-code) that covers it, so an overlap
+  is cut from the later one, and each face no hromada covers goes to the hromada of the same
+  oblast (by the COD oblast layer) that shares the longest border with it.
+- The hromadas are then simplified as one coverage (`shapely.coverage_simplify`,
+  Visvalingam-Whyatt, tolerance {tolerance} degrees), so neighbours stay edge-matched and no gap
+  or overlap comes back. Raions and oblasts are not taken from their own COD layers: each is the
+  union of its hromadas, so the hierarchy nests exactly. Their COD layers supply only ids,
+  names, and (oblasts) the lines that keep a gap inside its oblast.
+- Coordinates are on the 1e-5 degree grid, written with 5 decimals; exterior rings run
+  counter-clockwise and holes clockwise (RFC 7946).
 - Properties replaced by the canonical set: `id`, `name_uk`, `name_en`, `parent`, `level`,
   `alerts_uid`, `cod_pcode`. Names are the COD names (`ADMn_UA`, `ADMn_EN`; English without
   "oblast"/"raion"/"hromada", e.g. "Kharkivska").
 - Features sorted by COD P-code.
+- `tocsin regions check FILE` runs the same check (and with `--repair`, the same repair) on any
+  region file.
 
 ## Ids and hierarchy
 
@@ -235,18 +344,15 @@ them by hand; change the script and run it again.
 
 ## Known quirks
 
-- Two Crimean hromadas, `UA0108039` Myrnivska and `UA0116047` Shkilnenska, have an empty geometry
-  (lost in the simplified source). They are regions without a shape: never located or hit by a
-  footprint, but alertable through their parent.
+- Two Crimean hromadas, `UA0108039` Myrnivska and `UA0116047` Shkilnenska (single settlements
+  of about 1.0 and 1.4 km² in the COD attributes), have no polygon in the simplified source.
+  So that they can be located, drawn and hit, each is given the largest piece of its COD raion
+  that no other hromada covers; this is a stand-in, not its real outline:
+{missing}
 - Names predate the September/October 2024 renaming (e.g. raion "Novomoskovskyi", not
   "Samarivskyi"); join on ids, never names.
 - Six Sevastopol hromadas that KATOTTG files under Bakhchysarai raion have no COD polygon and are
   not in the files. Kyiv oblast has 70 hromada-level units (69 hromadas and the Exclusion Zone).
-- The layers were simplified separately, so a hromada's outline does not exactly follow its
-  raion's or oblast's, and neighbouring hromadas overlap or leave gaps up to about 800 m wide
-  (mostly along coasts and the state border). A point on an overlap is located in the unit with
-  the lowest id; a point in a gap is in no unit, though any footprint reaching it still hits the
-  units around it.
 """
 
 
@@ -277,6 +383,15 @@ def main(argv: list[str] | None = None) -> int:
         level: build_layer(level, source / file, adm, crosswalk) for level, file, adm, _ in LAYERS
     }
     check(layers, crosswalk)
+    shapes = {
+        level: {f["properties"]["id"]: f["geometry"] for f in features}
+        for level, features in layers.items()
+    }
+    figures = tile(layers, shapes)
+    print(
+        f"source hromadas: {figures['gaps']} gaps ({figures['gap_km2']:.0f} km²),"
+        f" {figures['overlaps']} overlaps ({figures['overlap_km2']:.0f} km²); repaired"
+    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     total = 0
@@ -290,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     counts = {level: len(features) for level, features in layers.items()}
     text = ATTRIBUTION.format(
         valid_on=VALID_ON,
+        gaps=figures["gaps"],
+        gap_km2=figures["gap_km2"],
+        overlaps=figures["overlaps"],
+        overlap_km2=figures["overlap_km2"],
+        tolerance=TOLERANCE,
+        missing="\n".join(f"  - {note}" for note in figures["missing"]),
         uids=sum(f["properties"]["alerts_uid"] is not None for f in everything),
         total=len(everything),
         **counts,

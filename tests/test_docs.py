@@ -73,7 +73,7 @@ def test_state_diagram_shows_every_transition_of_the_table() -> None:
 
 def test_cli_page_has_every_command() -> None:
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
-    for command in ("simulate", "replay", "regions list", "regions locate"):
+    for command in ("simulate", "replay", "regions list", "regions locate", "regions check"):
         assert f"## `tocsin {command}`" in text
         assert f"usage: tocsin {command}" in text
 

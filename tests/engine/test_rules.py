@@ -93,7 +93,8 @@ def test_alert_ends_after_hold_once_nothing_covers(ua: RegionSet) -> None:
     sim = Sim(ua, Policy(hold_s=300))
     started = sim.send(detection("A", 0, *NEAR_KHARKIV, weapon="shahed-136", heading_deg=230))
     regions = {t.region for t in of(started, "alert_started")}
-    sim.tick(60)
+    # the drone flies on for a minute; a region its footprint reaches meanwhile starts too
+    regions |= {t.region for t in of(sim.tick(60), "alert_started")}
     assert not of(sim.send(event("track_end", 60, track="A", reason="intercepted")), "alert_ended")
     assert not of(sim.tick(359), "alert_ended")
     ended = of(sim.tick(360), "alert_ended")

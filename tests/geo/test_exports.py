@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import tocsin.geo
-from tocsin.geo import footprint, geojson, index, model, planar, regions
+from tocsin.geo import coverage, footprint, geojson, index, model, planar, regions
 
-SUBMODULES = {"footprint", "geojson", "index", "model", "planar", "regions"}
+SUBMODULES = {"coverage", "footprint", "geojson", "index", "model", "planar", "regions"}
 
 
 def test_package_all_is_sorted_complete_and_importable() -> None:
@@ -18,7 +18,7 @@ def test_package_all_is_sorted_complete_and_importable() -> None:
 
 
 def test_module_all_lists_only_defined_names() -> None:
-    for module in (footprint, geojson, index, model, planar, regions):
+    for module in (coverage, footprint, geojson, index, model, planar, regions):
         assert module.__all__ == sorted(module.__all__)
         for name in module.__all__:
             value = getattr(module, name)

@@ -144,3 +144,27 @@ async def test_incidents_and_whoami(client: Client) -> None:
     key, _ = client.app.state.service.admin.create_key("operator", "duty-test")  # type: ignore[attr-defined]
     me = (await client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {key}"})).json()
     assert me["name"] == "duty-test" and me["role"] == "operator"
+
+
+def _exterior_rings(geometry: dict[str, object]) -> list[list[list[float]]]:
+    coords = geometry["coordinates"]
+    polygons = [coords] if geometry["type"] == "Polygon" else coords
+    return [polygon[0] for polygon in polygons]  # type: ignore[index, union-attr]
+
+
+def _signed_area(ring: list[list[float]]) -> float:
+    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:], strict=False))
+
+
+@pytest.mark.parametrize("level", ["oblast", "raion", "hromada"])
+async def test_served_regions_have_geometry_and_counter_clockwise_exteriors(
+    client: Client, level: str
+) -> None:
+    fc = (await client.get("/api/v1/map/regions", params={"level": level})).json()
+    for feature in fc["features"]:
+        assert feature["geometry"] is not None, feature["id"]
+        # RFC 7946 section 3.1.6: exterior rings counter-clockwise (positive signed area)
+        assert all(_signed_area(r) > 0 for r in _exterior_rings(feature["geometry"])), feature["id"]
+    one = fc["features"][-1]["id"]
+    region = (await client.get(f"/api/v1/regions/{one}")).json()
+    assert all(_signed_area(r) > 0 for r in _exterior_rings(region["geometry"]))

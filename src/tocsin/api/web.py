@@ -124,6 +124,10 @@ def region_layer(regions: RegionSet, level: str) -> tuple[bytes, bytes, str]:
     features = []
     for r, g in zip(members, geoms, strict=True):
         geometry = None
+        # Snapping drops islands smaller than the grid (plain rounding left them as zero-area
+        # rings); coverage simplification returns clockwise shells, RFC 7946 wants them
+        # anticlockwise.
+        g = shapely.orient_polygons(shapely.set_precision(g, 10.0**-digits), exterior_cw=False)
         if not g.is_empty:
             m = mapping(g)
             geometry = {"type": m["type"], "coordinates": _rounded(m["coordinates"], digits)}

@@ -22,6 +22,7 @@ from tocsin.cli.common import (
 )
 from tocsin.cli.engine import cmd_regions_list, cmd_regions_locate, cmd_replay, cmd_simulate
 from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify
+from tocsin.cli.regions import cmd_regions_check
 from tocsin.cli.server import cmd_keys_create, cmd_keys_list, cmd_keys_revoke, cmd_serve
 from tocsin.cli.standards import cmd_cap_import, cmd_siren_sim, cmd_sirens_import, cmd_sirens_list
 from tocsin.errors import (
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
     q.set_defaults(func=cmd_keys_revoke)
 
-    p = sub.add_parser("regions", help="list region sets and locate points")
+    p = sub.add_parser("regions", help="list region sets, locate points, check coverage")
     rsub = p.add_subparsers(dest="regions_command", metavar="SUBCOMMAND", required=True)
     q = rsub.add_parser("list", help="list the regions of a set",
                         description=cmd_regions_list.__doc__)
@@ -109,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("lon", type=longitude, help="longitude (WGS84)")
     q.add_argument("--set", default=DEFAULT_REGION_SET, help="region set name or GeoJSON path")
     q.set_defaults(func=cmd_regions_locate)
+    q = rsub.add_parser("check", help="gaps and overlaps between a set's leaves; --repair",
+                        description=cmd_regions_check.__doc__)
+    q.add_argument("file", metavar="FILE", help="GeoJSON file (.geojson, .geojson.gz) or set name")
+    q.add_argument("--repair", action="store_true", help="repair gaps and overlaps")
+    q.add_argument("--out", metavar="FILE", help="where --repair writes the repaired set")
+    q.add_argument("--min-area", type=float, default=1.0, metavar="M2",
+                   help="smallest gap or overlap reported, in square metres (default 1)")
+    q.add_argument("--grid", type=float, default=1e-6, metavar="DEG",
+                   help="coordinate grid of the check and repair, in degrees (default 1e-6)")
+    q.add_argument("--examples", type=int, default=10, metavar="N",
+                   help="gaps and overlaps listed of each kind (default 10)")
+    q.set_defaults(func=cmd_regions_check)
 
     p = sub.add_parser("verify", help="check the log's Merkle tree and signed tree heads",
                        description=cmd_verify.__doc__)

@@ -13,8 +13,9 @@ Canonical feature properties:
 `mapping` maps canonical names to the file's own: `{"id": "iso_3166_2", "name_en": "name"}`
 reads the id from `iso_3166_2` and the English name from `name`. A file property that a mapping
 claims is read only under its mapped name. Other properties are ignored. Invalid polygons are
-repaired with `shapely.make_valid`; a missing or empty geometry gives a region that can be
-alerted but is never located.
+repaired with `shapely.make_valid` and rings are oriented as RFC 7946 asks (exteriors
+counter-clockwise); a missing or empty geometry gives a region that can be alerted but is never
+located.
 Coordinates must be finite numbers, latitudes within ±90° and longitudes within ±360° (sets
 that cross the antimeridian may continue past ±180°); empty parts of a multi-part geometry are
 dropped.
@@ -221,6 +222,10 @@ def regions_from_geojson(
     # Validity is checked for the whole array in one call; only the broken ones are repaired.
     for index in np.flatnonzero(~shapely.is_valid(geoms)).tolist():
         geometries[index] = _repair(geometries[index])
+    # RFC 7946 wants exterior rings counter-clockwise; orienting once here means every output
+    # that serialises a region (API, map, exports) is right whatever the file's winding.
+    geoms[:] = geometries
+    geometries = list(shapely.orient_polygons(geoms, exterior_cw=False))
     return [
         Region(
             id=region_id,
