@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import hypothesis.strategies as st
 import pytest
@@ -32,6 +32,7 @@ from tocsin.store import MemoryLog
 from tocsin.threats import load_catalog
 
 from .helpers import T0
+from .reference import ReferenceEngine
 
 # Hypothesis's failure report imports a module that warns on import; with warnings as errors
 # that would hide the falsifying example behind an internal error.
@@ -275,3 +276,61 @@ def test_affiliation_never_changes_a_decision(raws: list[dict[str, Any]],
                 raw["affiliation"] = flag
         flagged.append(raw)
     assert decided(flagged) == decided(raws)
+
+
+def _material(transitions: list[Transition]) -> list[tuple[Any, ...]]:
+    """The transitions a person or a siren acts on: starts, ends and changes of severity."""
+    severity: dict[tuple[str, str | None], str | None] = {}
+    out = []
+    for t in transitions:
+        key = (t.region, t.alert_type)
+        if t.type == "alert_updated" and severity.get(key) == t.severity:
+            continue
+        if t.type == "alert_ended":
+            severity.pop(key, None)
+        elif t.type in ("alert_started", "alert_updated"):
+            severity[key] = t.severity
+        out.append((t.type, t.region, t.alert_type, t.severity, t.time, t.causes, t.eta_s,
+                    t.extra))
+    return out
+
+
+def _under_alert(engine: Engine | ReferenceEngine) -> dict[tuple[str, str], tuple[str, str]]:
+    return {key: (a.severity, a.phase.value) for key, a in engine.alerts.items()}
+
+
+@PROPERTIES
+@given(streams())
+def test_alerts_at_every_instant_match_the_reference_engine(
+    raws: list[dict[str, Any]],
+) -> None:
+    # The engine before material transitions, kept in tests/engine/reference.py, decided the
+    # same alerts: only the updates that changed nothing but causes are gone.
+    ledger = _ledger()
+    reference = Ledger(MemoryLog(), lambda: cast(Engine, ReferenceEngine(GRID, CATALOG)))
+    ours: list[Transition] = []
+    theirs: list[Transition] = []
+    for raw in raws:
+        try:
+            (mine,) = ledger.submit([raw])
+        except ValidationError:
+            with pytest.raises(ValidationError):
+                reference.submit([raw])
+            continue
+        (other,) = reference.submit([raw])
+        ours += mine.transitions
+        theirs += other.transitions
+        assert _under_alert(ledger.engine) == _under_alert(reference.engine), raw
+        assert len(mine.transitions) <= len(other.transitions)
+    # then run both clocks out, instant by instant
+    while True:
+        deadlines = [d for d in (ledger.engine.next_deadline(), reference.engine.next_deadline())
+                     if d is not None]
+        if not deadlines:
+            break
+        when = min(deadlines)
+        ours += ledger.tick(when).transitions
+        theirs += reference.tick(when).transitions
+        assert _under_alert(ledger.engine) == _under_alert(reference.engine), when
+    assert _material(ours) == _material(theirs)
+    assert len(_material(ours)) == len(ours), "every transition is material"
