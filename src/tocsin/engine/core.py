@@ -418,11 +418,11 @@ class Engine:
         start = now / 1e6
         alert_s = self._alert_s[tr.profile]
         for leaf, eta in new.items():
-            covering = covered_by.get(leaf)
-            if covering is None:
+            here = covered_by.get(leaf)
+            if here is None:
                 covered_by[leaf] = {tid}
             else:
-                covering.add(tid)
+                here.add(tid)
             if suppressed and tid in suppressed.get((leaf, AIR_RAID), ()):
                 continue
             cover = covers.get(leaf)
