@@ -109,7 +109,6 @@ class Engine:
         self.alerts: dict[tuple[str, str], Alert] = {}
         self.levels: dict[str, int] = {}
         self.sirens: dict[str, str] = {}  # siren id -> last status other than ok
-        self._covered_by: dict[str, set[str]] = {}
         self._cover: dict[str, Cover] = {}  # leaf -> its covering tracks not cleared there
         self._operators: dict[tuple[str, str], set[str]] = {}
         self._suppressed: dict[tuple[str, str], set[str]] = {}
@@ -199,8 +198,8 @@ class Engine:
         """Sorted ids of the live tracks that cover a leaf now and no operator cleared there."""
         if alert_type != AIR_RAID:
             return ()
-        cleared = self._suppressed.get((region, alert_type), ())
-        return tuple(sorted(t for t in self._covered_by.get(region, ()) if t not in cleared))
+        cover = self._cover.get(region)
+        return tuple(sorted(cover.keys)) if cover else ()
 
     def _causes_now(self, region: str, atype: str, alert: Alert) -> tuple[str, ...]:
         """What covers an alert now (its last causes while it holds)."""
@@ -321,11 +320,10 @@ class Engine:
                 continue
             self._operators.pop(key, None)
             if event.alert_type == AIR_RAID:
-                covering = self._covered_by.get(leaf, set())
-                self._suppressed.setdefault(key, set()).update(covering)
+                # what covers it now is set aside here (tracks already set aside stay so)
                 cover = self._cover.pop(leaf, None)
-                if cover is not None:
-                    cover.clear()
+                covering = cover.clear() if cover is not None else ()
+                self._suppressed.setdefault(key, set()).update(covering)
             alert = self.alerts.get(key)
             if alert is not None:
                 _, kind = step(alert.phase, Trigger.CLEAR, changed=True)
@@ -403,26 +401,17 @@ class Engine:
         tr.coverage, tr.t_cov, tr.fp_length_m = new, now, fp.length_m
         tr.anchor = (tr.lat, tr.lon, tr.heading_deg, tr.speed_mps)
         tid = tr.id
-        covered_by, covers, suppressed = self._covered_by, self._cover, self._suppressed
+        covers, suppressed = self._cover, self._suppressed
         # Only regions where this track moves what decides them (their earliest arrival or
         # alert point) are re-decided; elsewhere nothing a person acts on can change.
         decide: list[str] = []
         for leaf in old.keys() - new.keys():
-            covering = covered_by[leaf]
-            covering.discard(tid)
-            if not covering:
-                del covered_by[leaf]
             cover = covers.get(leaf)
             if cover is not None and cover.drop(tid):
                 decide.append(leaf)
         start = now / 1e6
         alert_s = self._alert_s[tr.profile]
         for leaf, eta in new.items():
-            here = covered_by.get(leaf)
-            if here is None:
-                covered_by[leaf] = {tid}
-            else:
-                here.add(tid)
             if suppressed and tid in suppressed.get((leaf, AIR_RAID), ()):
                 continue
             cover = covers.get(leaf)
@@ -456,14 +445,11 @@ class Engine:
         del self._serials[tr.id]
         old, tr.coverage = tr.coverage, {}
         covers = self._cover
-        for leaf in sorted(old):
-            covering = self._covered_by[leaf]
-            covering.discard(tr.id)
-            if not covering:
-                del self._covered_by[leaf]
-            cover = covers.get(leaf)
-            if cover is not None and cover.drop(tr.id):
-                self._evaluate(leaf, AIR_RAID, gone=tr.id)
+        decide = [leaf for leaf in old if (cover := covers.get(leaf)) is not None
+                  and cover.drop(tr.id)]
+        decide.sort()
+        for leaf in decide:
+            self._evaluate(leaf, AIR_RAID, gone=tr.id)
         for key, tracks in list(self._suppressed.items()):
             if tr.id in tracks:
                 tracks.discard(tr.id)

@@ -10,11 +10,11 @@ region's decision depends on two of them only:
 - the earliest *alert point* (arrival minus the `alert_s` of the track's profile), which gives
   whether it is at least `alert`.
 
-Both are kept in binary heaps with lazy deletion, so adding, moving or removing one track's
-contribution costs O(log n) in the tracks covering the leaf, and a change that moves neither
-minimum cannot change the region's severity: the engine then does not re-decide it at all. The
-heaps are rebuilt when stale entries outnumber live ones, which bounds their size by twice the
-tracks covering the leaf.
+Both are kept in binary heaps with lazy deletion, and the two minima are cached, so adding,
+moving or removing one track's contribution costs O(log n) in the tracks covering the leaf, and
+a change that moves neither minimum cannot change the region's severity: the engine then does
+not re-decide it at all. The heaps are rebuilt when stale entries outnumber live ones, which
+bounds their size by about twice the tracks covering the leaf.
 """
 
 from __future__ import annotations
@@ -25,17 +25,22 @@ __all__ = ["Cover"]
 
 # Stale heap entries tolerated beyond twice the live ones before a rebuild.
 _SLACK = 8
+_NONE = (float("inf"), "")
 
 
 class Cover:
     """The covering, not cleared tracks of one leaf, by earliest arrival and alert point."""
 
-    __slots__ = ("_alert", "_arrive", "escalate_at", "keys")
+    __slots__ = ("_a", "_alert", "_arrive", "_b", "_fresh", "escalate_at", "keys")
 
     def __init__(self) -> None:
         self.keys: dict[str, tuple[float, float]] = {}  # track -> (arrival, alert point)
         self._arrive: list[tuple[float, str]] = []
         self._alert: list[tuple[float, str]] = []
+        # the cached minima (key, track) of both heaps, valid while `_fresh`
+        self._a: tuple[float, str] = _NONE
+        self._b: tuple[float, str] = _NONE
+        self._fresh = True
         self.escalate_at = 0  # the region's next severity crossing (µs), 0 for none
 
     def __len__(self) -> int:
@@ -46,48 +51,55 @@ class Cover:
         keys = self.keys
         if not keys:
             return None
-        arrive, alert = self._arrive, self._alert
-        while True:
-            key, tid = arrive[0]
-            got = keys.get(tid)
-            if got is not None and got[0] == key:
-                break
-            heapq.heappop(arrive)
-        while True:
-            key, tid2 = alert[0]
-            got = keys.get(tid2)
-            if got is not None and got[1] == key:
-                break
-            heapq.heappop(alert)
-        return tid, tid2
+        if not self._fresh:
+            arrive, alert = self._arrive, self._alert
+            while True:
+                key, tid = arrive[0]
+                got = keys.get(tid)
+                if got is not None and got[0] == key:
+                    break
+                heapq.heappop(arrive)
+            while True:
+                key2, tid2 = alert[0]
+                got = keys.get(tid2)
+                if got is not None and got[1] == key2:
+                    break
+                heapq.heappop(alert)
+            self._a, self._b, self._fresh = (key, tid), (key2, tid2), True
+        return self._a[1], self._b[1]
 
     def put(self, tid: str, arrival: float, alert_point: float) -> bool:
         """Add or move a track's contribution; True when the region must be re-decided."""
         keys = self.keys
-        if not keys:
-            keys[tid] = (arrival, alert_point)
-            self._arrive = [(arrival, tid)]
-            self._alert = [(alert_point, tid)]
-            return True
-        a, b = self.first() or ("", "")
-        material = (
-            tid == a or tid == b
-            or (arrival, tid) < self._arrive[0] or (alert_point, tid) < self._alert[0]
-        )
         keys[tid] = (arrival, alert_point)
         heapq.heappush(self._arrive, (arrival, tid))
         heapq.heappush(self._alert, (alert_point, tid))
-        self._compact()
+        if len(self._arrive) > 2 * len(keys) + _SLACK:
+            self._compact()
+        if not self._fresh:
+            return True
+        a, b = (arrival, tid), (alert_point, tid)
+        if a[1] == self._a[1] or b[1] == self._b[1]:
+            # the track deciding the region moved: find what decides it now when asked
+            self._fresh = False
+            return True
+        material = False
+        if a < self._a:
+            self._a, material = a, True
+        if b < self._b:
+            self._b, material = b, True
         return material
 
     def drop(self, tid: str) -> bool:
         """Remove a track's contribution; True when the region must be re-decided."""
-        if tid not in self.keys:
+        if self.keys.pop(tid, None) is None:
             return False
-        a, b = self.first() or ("", "")
-        del self.keys[tid]
-        self._compact()
-        return tid == a or tid == b
+        if self._fresh and tid != self._a[1] and tid != self._b[1]:
+            return False
+        self._fresh = False
+        if not self.keys:
+            self.clear()
+        return True
 
     def clear(self) -> list[str]:
         """Remove every contribution; the tracks that were here."""
@@ -95,13 +107,13 @@ class Cover:
         self.keys.clear()
         self._arrive.clear()
         self._alert.clear()
+        self._a = self._b = _NONE
+        self._fresh = True
         return gone
 
     def _compact(self) -> None:
-        live = len(self.keys)
-        if len(self._arrive) > 2 * live + _SLACK:
-            self._arrive = [(k[0], t) for t, k in self.keys.items()]
-            heapq.heapify(self._arrive)
-        if len(self._alert) > 2 * live + _SLACK:
-            self._alert = [(k[1], t) for t, k in self.keys.items()]
-            heapq.heapify(self._alert)
+        self._arrive = [(k[0], t) for t, k in self.keys.items()]
+        heapq.heapify(self._arrive)
+        self._alert = [(k[1], t) for t, k in self.keys.items()]
+        heapq.heapify(self._alert)
+        self._fresh = False
