@@ -218,10 +218,9 @@ def test_automatic_alerts_end_once_tracks_end_and_the_hold_passes(
     ledger.drain()
     assert not engine.tracks
     assert engine.next_deadline() is None
-    for (region, atype), alert in engine.alerts.items():
-        assert alert.causes and all(c.startswith("operator:") for c in alert.causes), (
-            region, atype, alert,
-        )
+    for alert in engine.active_alerts():
+        causes = alert["causes"]
+        assert causes and all(c.startswith("operator:") for c in causes), alert
 
 
 @PROPERTIES

@@ -65,7 +65,11 @@ def from_us(us: int) -> datetime:
 
 @dataclass(slots=True)
 class Alert:
-    """The live state of one (region, alert type) that is not idle."""
+    """The live state of one (region, alert type) that is not idle.
+
+    `causes` and `eta_s` are those of its last transition (while holding: the causes it last
+    had); `Engine.active_alerts()` gives the current ones.
+    """
 
     phase: AlertPhase
     severity: str
