@@ -165,7 +165,7 @@ def state_diagram() -> str:
             continue
         label = trigger.value + (f" / {kind}" if kind else "")
         if kind == "alert_updated":
-            label += " (if severity or causes changed)"
+            label += " (if severity changed)"
         lines.append(f"    {phase.name} --> {nxt.name}: {label}")
     lines += ["```", "", END]
     return "\n".join(lines)

@@ -100,12 +100,15 @@ async def test_resume_after_last_event_id_has_no_gap_and_no_repeat(api: Api) -> 
         "at the event": acc["seq"],  # between an event and its transitions
         "before everything": 0,
     }
+    # somewhere new each time: a second drone over D1's regions is no news
+    elsewhere = iter([(49.84, 24.03), (46.48, 30.72), (51.49, 31.29)])
     for label, after in cases.items():
         async with api.stream(headers={"Last-Event-ID": str(after)}) as stream:
             backlog = await stream.take(first[-1])
             assert [e.id for e in backlog] == [s for s in first if s > after], label
             # then live, with nothing repeated
-            await api.post(drone(f"D-{label}", 2.0))
+            await api.post(detection(f"D-{label}", 2.0, *next(elsewhere), weapon="shahed-136",
+                                     heading_deg=90))
             live = await stream.take(api.transition_seqs()[-1])
             assert [e.id for e in live] == api.transition_seqs(first[-1]), label
             first = api.transition_seqs()

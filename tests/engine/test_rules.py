@@ -79,14 +79,36 @@ def test_own_interceptor_alerts_like_anything_else(ua: RegionSet) -> None:
 def test_overlapping_threats_combine(ua: RegionSet) -> None:
     sim = Sim(ua)
     kharkiv = ua.locate(*KHARKIV)
-    sim.send(detection("A", 0, *NEAR_KHARKIV, weapon="shahed-136", heading_deg=230))
+
+    def state() -> dict[str, object]:
+        (alert,) = [a for a in sim.engine.active_alerts() if a["region"] == kharkiv]
+        return alert
+
+    first = of(sim.send(detection("A", 0, *NEAR_KHARKIV, weapon="shahed-136", heading_deg=230)),
+               "alert_started", kharkiv)
+    assert first and first[0].causes == ("A",)
     out = sim.send(detection("B", 5, 50.30, 36.10, weapon="shahed-136", heading_deg=165))
-    upd = of(out, "alert_updated", kharkiv)
-    assert upd and upd[-1].causes == ("A", "B")
+    # a second cause at the same severity is no news: it is in the state, not a transition
+    assert state()["severity"] == first[0].severity
+    assert not of(out, "alert_updated", kharkiv)
+    assert state()["causes"] == ["A", "B"]
     out = sim.send(event("track_end", 10, track="A", reason="intercepted"))
-    upd = of(out, "alert_updated", kharkiv)
-    assert upd and upd[-1].causes == ("B",)
+    assert state()["causes"] == ["B"]
     assert not of(out, "alert_ended", kharkiv)
+
+
+def test_a_closer_threat_raises_severity_with_every_cause(ua: RegionSet) -> None:
+    sim = Sim(ua)
+    kharkiv = ua.locate(*KHARKIV)
+    (start,) = of(sim.send(detection("A", 0, 50.9, 37.6, weapon="shahed-136",
+                                     heading_deg=225)), "alert_started", kharkiv)
+    assert start.severity == "pre_alert" and start.causes == ("A",)
+    out = sim.send(detection("B", 1, 50.95, 37.65, weapon="shahed-136", heading_deg=225))
+    assert not [t for t in out if t.region == kharkiv]
+    assert sim.engine.covering(kharkiv) == ("A", "B")
+    out = sim.send(detection("C", 2, *NEAR_KHARKIV, weapon="shahed-136", heading_deg=230))
+    (upd,) = of(out, "alert_updated", kharkiv)
+    assert upd.severity == "alert" and upd.causes == ("A", "B", "C")
 
 
 def test_alert_ends_after_hold_once_nothing_covers(ua: RegionSet) -> None:

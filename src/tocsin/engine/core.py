@@ -2,9 +2,13 @@
 
 Theory of operation. Each live track holds a *coverage*: the leaf regions its footprint touches,
 each with the ETA computed when the footprint was drawn (`t_cov`). An ETA then counts down by
-itself, so urgency rises without new detections; a timer fires exactly when an ETA crosses a
-severity threshold. Whether a region is under alert is decided by `states.step` from what covers
-it now: tracks (unless an operator cleared them for that region) and operators.
+itself, so urgency rises without new detections. Per leaf, a `Cover` keeps the covering tracks
+ordered by arrival, so a region is re-decided only when a change moves what decides it (its
+earliest arrival or alert point), at O(log n) in the tracks covering it; each region keeps one
+timer, at the next moment its severity rises. Whether a region is under alert is decided by
+`states.step` from what covers it now: tracks (unless an operator cleared them for that region)
+and operators. Transitions are *material*: an alert starts, changes severity or ends; the causes
+and ETA are kept current in the state and ride on the next transition.
 
 Time is an input. Internally it is integer microseconds since the epoch, so replays do the same
 arithmetic bit for bit; nothing here reads a clock, a file or the network.
@@ -20,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import singledispatchmethod
 from typing import Any
 
+from tocsin.engine.cover import Cover
 from tocsin.engine.policy import Policy
 from tocsin.engine.states import SEVERITY_RANK, AlertPhase, Trigger, step
 from tocsin.errors import EventRejected, FieldError
@@ -60,7 +65,11 @@ def from_us(us: int) -> datetime:
 
 @dataclass(slots=True)
 class Alert:
-    """The live state of one (region, alert type) that is not idle."""
+    """The live state of one (region, alert type) that is not idle.
+
+    `causes` and `eta_s` are those of its last transition (while holding: the causes it last
+    had); `Engine.active_alerts()` gives the current ones.
+    """
 
     phase: AlertPhase
     severity: str
@@ -104,12 +113,13 @@ class Engine:
         self.alerts: dict[tuple[str, str], Alert] = {}
         self.levels: dict[str, int] = {}
         self.sirens: dict[str, str] = {}  # siren id -> last status other than ok
-        self._covered_by: dict[str, set[str]] = {}
+        self._cover: dict[str, Cover] = {}  # leaf -> its covering tracks not cleared there
         self._operators: dict[tuple[str, str], set[str]] = {}
         self._suppressed: dict[tuple[str, str], set[str]] = {}
         self._timers: list[tuple[int, int, str, Any]] = []
         self._timer_n = 0
-        self._crossing: dict[str, list[str]] = {}  # track -> leaves its escalate timer re-decides
+        # one escalation timer per leaf (due, leaf): the next moment its severity rises
+        self._escalations: list[tuple[int, str]] = []
         self._serial = 0
         self._serials: dict[str, int] = {}
         # scratch of the event being applied
@@ -164,7 +174,11 @@ class Engine:
         """When the earliest pending timer fires, or None when nothing is pending."""
         while self._timers and not self._live(self._timers[0]):
             heapq.heappop(self._timers)
-        return from_us(self._timers[0][0]) if self._timers else None
+        escalations = self._escalations
+        while escalations and not self._escalation_live(*escalations[0]):
+            heapq.heappop(escalations)
+        due = [heap[0][0] for heap in (self._timers, escalations) if heap]
+        return from_us(min(due)) if due else None
 
     def active_alerts(self) -> list[dict[str, Any]]:
         """Every active (or holding) alert, sorted by region then type."""
@@ -176,8 +190,8 @@ class Engine:
                     "alert_type": atype,
                     "severity": a.severity,
                     "started_at": format_time(from_us(a.started_at)),
-                    "causes": list(a.causes),
-                    "eta_s": self._eta_now(region, a),
+                    "causes": list(self._causes_now(region, atype, a)),
+                    "eta_s": self._eta_now(region, atype),
                     "holding": a.phase is AlertPhase.HOLDING,
                     "cause_seq": a.cause_seq,
                 }
@@ -188,16 +202,30 @@ class Engine:
         """Sorted ids of the live tracks that cover a leaf now and no operator cleared there."""
         if alert_type != AIR_RAID:
             return ()
-        cleared = self._suppressed.get((region, alert_type), ())
-        return tuple(sorted(t for t in self._covered_by.get(region, ()) if t not in cleared))
+        cover = self._cover.get(region)
+        return tuple(sorted(cover.keys)) if cover else ()
 
-    def _eta_now(self, region: str, alert: Alert) -> float | None:
-        best: float | None = None
-        for tid in self._covered_by.get(region, ()):
-            tr = self.tracks[tid]
-            eta = max(0.0, tr.coverage[region] - (self._now - tr.t_cov) / 1e6)
-            best = eta if best is None or eta < best else best
-        return None if best is None else round(best, 1)
+    def _causes_now(self, region: str, atype: str, alert: Alert) -> tuple[str, ...]:
+        """What covers an alert now (its last causes while it holds)."""
+        if alert.phase is AlertPhase.HOLDING:
+            return alert.causes
+        return self._causes(region, atype)
+
+    def _causes(self, leaf: str, atype: str) -> tuple[str, ...]:
+        cover = self._cover.get(leaf) if atype == AIR_RAID else None
+        tracks = tuple(sorted(cover.keys)) if cover else ()
+        operators = self._operators.get((leaf, atype))
+        if not operators:
+            return tracks
+        return tracks + tuple(sorted(f"operator:{o}" for o in operators))
+
+    def _eta_now(self, region: str, atype: str) -> float | None:
+        cover = self._cover.get(region) if atype == AIR_RAID else None
+        first = cover.first() if cover else None
+        if first is None:
+            return None
+        tr = self.tracks[first[0]]
+        return round(max(0.0, tr.coverage[region] - (self._now - tr.t_cov) / 1e6), 1)
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -287,12 +315,18 @@ class Engine:
             key = (leaf, event.alert_type)
             if event.action == "raise":
                 self._operators.setdefault(key, set()).add(event.operator)
-                self._suppressed.pop(key, None)
+                for tid in sorted(self._suppressed.pop(key, ())):
+                    # tracks cleared here alert here again
+                    tr = self.tracks[tid]
+                    if leaf in tr.coverage:
+                        self._put(leaf, tr, tr.coverage[leaf])
                 self._evaluate(leaf, event.alert_type)
                 continue
             self._operators.pop(key, None)
             if event.alert_type == AIR_RAID:
-                covering = self._covered_by.get(leaf, set())
+                # what covers it now is set aside here (tracks already set aside stay so)
+                cover = self._cover.pop(leaf, None)
+                covering = cover.clear() if cover is not None else ()
                 self._suppressed.setdefault(key, set()).update(covering)
             alert = self.alerts.get(key)
             if alert is not None:
@@ -367,68 +401,40 @@ class Engine:
         fp, minus = tr.footprint(now, horizon.pre_alert_s)
         speed = tr.speed_mps
         new = {leaf: max(0.0, dist / speed - minus) for leaf, dist in self.regions.hits(fp)}
-        old, old_t = tr.coverage, tr.t_cov
+        old = tr.coverage
         tr.coverage, tr.t_cov, tr.fp_length_m = new, now, fp.length_m
         tr.anchor = (tr.lat, tr.lon, tr.heading_deg, tr.speed_mps)
-        for leaf in old.keys() - new.keys():
-            covering = self._covered_by[leaf]
-            covering.discard(tr.id)
-            if not covering:
-                del self._covered_by[leaf]
-        for leaf in new:
-            self._covered_by.setdefault(leaf, set()).add(tr.id)
-        # The state of every region equals what `_evaluate` would decide now, and a redraw moves
-        # only this track's ETAs; where this track was already a cause and its strict and lenient
-        # ranks there did not change, re-deciding would change nothing, so it is skipped.
         tid = tr.id
-        alert_s = self._alert_s[tr.resolved.weapon.profile]
-        margin = self.policy.downgrade_margin_s
-        alerts, shelter = self.alerts, self._shelter
-        elapsed = (now - old_t) / 1e6
-        for leaf in sorted(old.keys() | new.keys()):
-            if leaf in old and leaf in new:
-                alert = alerts.get((leaf, AIR_RAID))
-                if alert is not None and alert.phase is AlertPhase.ACTIVE and tid in alert.causes:
-                    s = shelter[leaf]
-                    e0 = max(0.0, old[leaf] - elapsed)
-                    e1 = new[leaf]
-                    r0 = 2 if e0 <= s else 1 if e0 <= alert_s else 0
-                    r1 = 2 if e1 <= s else 1 if e1 <= alert_s else 0
-                    if r0 == r1:
-                        e0 -= margin
-                        e1 -= margin
-                        r0 = 2 if e0 <= s else 1 if e0 <= alert_s else 0
-                        r1 = 2 if e1 <= s else 1 if e1 <= alert_s else 0
-                        if r0 == r1:
-                            continue
-            self._evaluate(leaf, AIR_RAID)
-        tr.escalate_at, self._crossing[tr.id] = self._next_crossing(tr, now)
-        if tr.escalate_at:
-            self._push(tr.escalate_at, "escalate", (tr.id, self._serials[tr.id]))
+        covers, suppressed = self._cover, self._suppressed
+        # Only regions where this track moves what decides them (their earliest arrival or
+        # alert point) are re-decided; elsewhere nothing a person acts on can change.
+        decide: list[str] = []
+        for leaf in old.keys() - new.keys():
+            cover = covers.get(leaf)
+            if cover is not None and cover.drop(tid):
+                decide.append(leaf)
+        start = now / 1e6
+        alert_s = self._alert_s[tr.profile]
+        for leaf, eta in new.items():
+            if suppressed and tid in suppressed.get((leaf, AIR_RAID), ()):
+                continue
+            cover = covers.get(leaf)
+            if cover is None:
+                cover = covers[leaf] = Cover()
+            arrival = start + eta
+            if cover.put(tid, arrival, arrival - alert_s):
+                decide.append(leaf)
+        decide.sort()
+        for leaf in decide:
+            self._evaluate(leaf, AIR_RAID, gone=tid)
 
-    def _next_crossing(self, tr: Track, now: int) -> tuple[int, list[str]]:
-        """When the next ETA of this track crosses a severity threshold (0: never), and where.
-
-        Only the leaves crossing then can change severity when the timer fires: every other
-        leaf's ETAs stay on the same side of every threshold, so they are not re-decided.
-        """
-        alert_s = self.policy.horizon(tr.profile).alert_s
-        elapsed = (now - tr.t_cov) / 1e6
-        best = math.inf
-        where: list[str] = []
-        for leaf, eta0 in tr.coverage.items():
-            eta = eta0 - elapsed
-            for threshold in (self._shelter[leaf], alert_s):
-                if eta > threshold:
-                    wait = math.ceil((eta - threshold) * 1e6)
-                    if wait < best:
-                        best, where = wait, [leaf]
-                    elif wait == best and where[-1] != leaf:
-                        where.append(leaf)
-        if best is math.inf:
-            return 0, []
-        # one microsecond past the crossing, so the ETA is at or below the threshold then
-        return now + int(best) + 1, where
+    def _put(self, leaf: str, tr: Track, eta: float) -> bool:
+        """Add (or move) a track's contribution to a leaf; whether to re-decide the leaf."""
+        cover = self._cover.get(leaf)
+        if cover is None:
+            cover = self._cover[leaf] = Cover()
+        arrival = tr.t_cov / 1e6 + eta
+        return cover.put(tr.id, arrival, arrival - self._alert_s[tr.profile])
 
     def _schedule_track(self, tr: Track) -> None:
         key = (tr.id, self._serials[tr.id])
@@ -441,14 +447,13 @@ class Engine:
     def _end_track(self, tr: Track) -> None:
         del self.tracks[tr.id]
         del self._serials[tr.id]
-        self._crossing.pop(tr.id, None)
         old, tr.coverage = tr.coverage, {}
-        for leaf in sorted(old):
-            covering = self._covered_by[leaf]
-            covering.discard(tr.id)
-            if not covering:
-                del self._covered_by[leaf]
-            self._evaluate(leaf, AIR_RAID)
+        covers = self._cover
+        decide = [leaf for leaf in old if (cover := covers.get(leaf)) is not None
+                  and cover.drop(tr.id)]
+        decide.sort()
+        for leaf in decide:
+            self._evaluate(leaf, AIR_RAID, gone=tr.id)
         for key, tracks in list(self._suppressed.items()):
             if tr.id in tracks:
                 tracks.discard(tr.id)
@@ -463,44 +468,57 @@ class Engine:
             seen.update(self.regions.leaves_under(rid))
         return sorted(seen)
 
-    def _evaluate(self, leaf: str, atype: str) -> None:
-        """Re-decide one (region, alert type) from what covers it now."""
+    def _evaluate(self, leaf: str, atype: str, gone: str | None = None) -> None:
+        """Re-decide one (region, alert type) from what covers it now.
+
+        `gone` is the track whose leaving may have uncovered the region: the causes its alert
+        last had, if it goes into hold.
+        """
         key = (leaf, atype)
         now = self._now
         rank = lenient = -1
         eta: float | None = None
-        track_causes: list[str] = []
-        covering = self._covered_by.get(leaf) if atype == AIR_RAID else None
-        if covering:
-            suppressed = self._suppressed.get(key, ())
+        due = 0
+        cover = self._cover.get(leaf) if atype == AIR_RAID else None
+        first = cover.first() if cover is not None else None
+        if first is not None:
+            # the earliest arrival decides the ETA and `imminent`, the earliest alert point
+            # whether it is `alert` (see `engine.cover`)
             shelter = self._shelter[leaf]
             margin = self.policy.downgrade_margin_s
-            for tid in covering:
-                if tid in suppressed:
-                    continue
-                tr = self.tracks[tid]
-                e = tr.coverage[leaf] - (now - tr.t_cov) / 1e6
-                e = 0.0 if e < 0 else e
-                alert_s = self._alert_s[tr.resolved.weapon.profile]
-                r = 2 if e <= shelter else 1 if e <= alert_s else 0
-                rank = r if r > rank else rank
-                e2 = e - margin
-                r = 2 if e2 <= shelter else 1 if e2 <= alert_s else 0
-                lenient = r if r > lenient else lenient
-                eta = e if eta is None or e < eta else eta
-                track_causes.append(tid)
+            tr = self.tracks[first[0]]
+            e = tr.coverage[leaf] - (now - tr.t_cov) / 1e6
+            tr = self.tracks[first[1]]
+            alert_s = self._alert_s[tr.profile]
+            eb = tr.coverage[leaf] - (now - tr.t_cov) / 1e6
+            rank = 2 if e <= shelter else 1 if eb <= alert_s else 0
+            lenient = 2 if e - margin <= shelter else 1 if eb - margin <= alert_s else 0
+            eta = 0.0 if e < 0 else e
+            # one microsecond past the next crossing, so the ETA is at or below it then
+            if rank < 2:
+                due = now + math.ceil((e - shelter) * 1e6) + 1
+            if rank < 1:
+                due = min(due, now + math.ceil((eb - alert_s) * 1e6) + 1)
+        elif cover is not None:
+            del self._cover[leaf]
+            cover = None
+        if cover is not None and due != cover.escalate_at:
+            cover.escalate_at = due
+            if due:
+                heapq.heappush(self._escalations, (due, leaf))
+                if len(self._escalations) > 2 * len(self._cover) + 1024:
+                    self._compact_escalations()
         operators = self._operators.get(key)
         if operators:
             rank = lenient = max(rank, SEVERITY_RANK["alert"])
-        causes = tuple(sorted(track_causes)) + tuple(
-            sorted(f"operator:{o}" for o in operators or ())
-        )
         alert = self.alerts.get(key)
         phase = alert.phase if alert is not None else AlertPhase.IDLE
-        if not causes:
+        if first is None and not operators:
             nxt, _ = step(phase, Trigger.UNCOVERED, changed=False)
             if alert is not None and nxt is AlertPhase.HOLDING and alert.hold_until is None:
                 alert.phase = nxt
+                if gone is not None:
+                    alert.causes = (gone,)
                 alert.hold_until = now + int(self.policy.hold_s * 1e6)
                 self._push(alert.hold_until, "hold", key)
             return
@@ -510,16 +528,20 @@ class Engine:
             rank = max(rank, min(SEVERITY_RANK[alert.severity], lenient))
         severity = SEVERITIES[rank]
         eta_out = None if eta is None else round(eta, 1)
-        changed = alert is None or alert.severity != severity or alert.causes != causes
+        # Material transitions only: a start, an end or a change of severity. A cause joining
+        # or leaving at the same severity is kept in the state and rides on the next one.
+        changed = alert is None or alert.severity != severity
         nxt, kind = step(phase, Trigger.COVERED, changed=changed)
+        if alert is not None:
+            alert.phase, alert.hold_until = nxt, None
+        if not kind:
+            return
+        causes = self._causes(leaf, atype)
         if alert is None:
             self.alerts[key] = Alert(nxt, severity, causes, eta_out, now, self._seq)
         else:
-            alert.phase, alert.hold_until = nxt, None
-            if kind:
-                alert.severity, alert.causes, alert.eta_s = severity, causes, eta_out
-        if kind:
-            self._emit(kind, leaf, atype, severity, causes, eta_out)
+            alert.severity, alert.causes, alert.eta_s = severity, causes, eta_out
+        self._emit(kind, leaf, atype, severity, causes, eta_out)
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -538,13 +560,33 @@ class Engine:
             return False
         if kind == "expire":
             return tr.expire_at == due
-        if kind == "reckon":
-            return tr.reckon_at == due
-        return tr.escalate_at == due
+        return tr.reckon_at == due
+
+    def _escalation_live(self, due: int, leaf: str) -> bool:
+        cover = self._cover.get(leaf)
+        return cover is not None and cover.escalate_at == due
+
+    def _compact_escalations(self) -> None:
+        self._escalations = [e for e in self._escalations if self._escalation_live(*e)]
+        heapq.heapify(self._escalations)
 
     def _run_timers(self, until: int) -> None:
-        while self._timers and self._timers[0][0] <= until:
-            timer = heapq.heappop(self._timers)
+        while True:
+            timers, escalations = self._timers, self._escalations
+            # at the same microsecond, track and hold timers go before escalations
+            if timers and timers[0][0] <= until and (
+                not escalations or timers[0][0] <= escalations[0][0]
+            ):
+                timer = heapq.heappop(timers)
+            elif escalations and escalations[0][0] <= until:
+                due, leaf = heapq.heappop(escalations)
+                if self._escalation_live(due, leaf):
+                    if self.clock_us is None or due > self.clock_us:
+                        self.clock_us = due
+                    self._evaluate(leaf, AIR_RAID)
+                continue
+            else:
+                return
             if not self._live(timer):
                 continue
             due, _, kind, key = timer
@@ -562,12 +604,6 @@ class Engine:
                 if tr.id in self.tracks:
                     tr.reckon_at = self._now + int(self.policy.reckon_s * 1e6)
                     self._push(tr.reckon_at, "reckon", key)
-            else:
-                for leaf in sorted(self._crossing[tr.id]):
-                    self._evaluate(leaf, AIR_RAID)
-                tr.escalate_at, self._crossing[tr.id] = self._next_crossing(tr, self._now)
-                if tr.escalate_at:
-                    self._push(tr.escalate_at, "escalate", key)
 
     def _fire_hold(self, key: tuple[str, str]) -> None:
         alert = self.alerts[key]

@@ -71,7 +71,7 @@ SEVERITY_RANK: Final = {"pre_alert": 0, "alert": 1, "imminent": 2}
 
 
 def step(phase: AlertPhase, trigger: Trigger, *, changed: bool) -> tuple[AlertPhase, str | None]:
-    """The next phase and the transition to emit; `changed` says whether severity/causes moved."""
+    """The next phase and the transition to emit; `changed` says whether the severity moved."""
     nxt, kind = EVENT_TRIGGERED_TRANSITIONS[(phase, trigger)]
     if kind == "alert_updated" and not changed:
         kind = None
