@@ -64,7 +64,8 @@ def fingerprint(raw_public: bytes) -> str:
 
 def default_key_path(raw_public: bytes, base: Path | None = None) -> Path:
     """Where a log key is kept by default, named by its public key."""
-    return (base or config_dir()) / "keys" / f"{fingerprint(raw_public)}.key"
+    folder = config_dir() if base is None else Path(base)
+    return folder / "keys" / f"{fingerprint(raw_public)}.key"
 
 
 def public_key_pem(raw_public: bytes) -> bytes:

@@ -135,6 +135,7 @@ def cmd_witness(args: argparse.Namespace) -> int:
     from tocsin.witness import SplitView, Witness
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     key_path = Path(args.key)
     made = not key_path.exists()
     try:
