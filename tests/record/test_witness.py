@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +191,17 @@ def _cut_tail(db: Path, keep_below: int) -> int:
     return int(keep)
 
 
+def _head_beyond(client: httpx.Client, size: int) -> int:
+    """The size of the first signed head larger than `size`."""
+
+    def grown() -> int:
+        now = int(client.get("/api/v1/log/sth").json()["tree_size"])
+        return now if now > size else 0
+
+    result: int = eventually(grown, "a head over the new events", 30)
+    return result
+
+
 def test_a_rewound_server_is_caught_by_a_running_witness(tmp_path: Path) -> None:
     _, wpem, listing = _witness_key(tmp_path, "w1")
     data_dir, state = tmp_path / "d", tmp_path / "witness.json"
@@ -222,9 +232,7 @@ def test_a_rewound_server_is_caught_by_a_running_witness(tmp_path: Path) -> None
         with httpx.Client(base_url=base, timeout=5) as client:
             for n in (4, 6):
                 _post_events(client, operator, n)
-                size = client.get("/api/v1/log/sth").json()["tree_size"]
-                want = eventually(lambda: (s := client.get("/api/v1/log/sth").json())[
-                    "tree_size"] > size and s["tree_size"], "a head over the new events", 30)
+                want = _head_beyond(client, witnessed())
                 eventually(lambda w=want: witnessed() >= w, "the witness to co-sign", 30)
                 sizes.append(witnessed())
             sth = client.get("/api/v1/log/sth").json()
