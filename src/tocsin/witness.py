@@ -258,8 +258,9 @@ class Witness:
         `OperationalError` when the server cannot be asked (try again later).
         """
         raw = self._log_key()
+        doc = self._get("/api/v1/log/sth")
         try:
-            head = from_json(self._get("/api/v1/log/sth"))
+            head = from_json(doc)
         except ValueError as exc:
             raise OperationalError(f"/api/v1/log/sth: malformed head ({exc})") from None
         if not verify_tree_head(raw, head):
@@ -267,7 +268,8 @@ class Witness:
         last = self.last
         if last is not None:
             if head.tree_size == last.tree_size and head.root_hash == last.root_hash:
-                self._post_if_missing(head)
+                served = doc.get("cosignatures") if isinstance(doc, dict) else None
+                self._post_if_missing(head, served if isinstance(served, list) else [])
                 return None
             if head.tree_size <= last.tree_size or not self._consistent(
                     last.tree_size, last.root_hash, head):
@@ -297,13 +299,12 @@ class Witness:
             log.warning("the server refused the cosignature of tree_size %d: HTTP %d %s",
                         head.tree_size, response.status_code, response.text[:300])
 
-    def _post_if_missing(self, head: TreeHead) -> None:
+    def _post_if_missing(self, head: TreeHead, served: list[Any]) -> None:
         """Post again the cosignature of the current head if the server does not serve it."""
         sth = self.state.get("sth") or {}
         mine = (sth.get("cosignatures") or [None])[0]
         if mine is None:
             return
-        served = self._get("/api/v1/log/sth").get("cosignatures") or []
         if not any(isinstance(c, dict) and c.get("key_id") == mine.get("key_id")
                    for c in served):
             self._post(head, mine)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.record.conftest import T0
 from tests.record.test_api import _now_events, _wait_for_head, served
 from tests.servers import create_key, eventually, free_port, start_serve, stop, wait_ready
 from tocsin.audit import from_json, key_id, private_key_to_pem, public_key_raw
@@ -61,6 +62,13 @@ def test_the_witness_co_signs_each_new_head_and_the_server_serves_it(
         assert sth["tree_size"] == first.tree_size
         assert [c["key_id"] for c in sth["cosignatures"]] == [key_id(public_key_raw(wkey))]
         assert witness.step() is None  # nothing new: nothing signed again
+        conn = sqlite3.connect(tmp_path / "d" / "tocsin.db")
+        conn.execute("DELETE FROM cosignatures")  # lost by the server: the witness posts again
+        conn.commit()
+        conn.close()
+        assert client.get("/api/v1/log/sth").json()["cosignatures"] == []
+        assert witness.step() is None
+        assert len(client.get("/api/v1/log/sth").json()["cosignatures"]) == 1
 
         _post_events(client, keys["operator"], 3)
         _wait_for_head(client, service.log.max_seq())
@@ -270,3 +278,50 @@ def test_a_rewound_server_is_caught_by_a_running_witness(tmp_path: Path) -> None
             witness.terminate()
             witness.wait(10)
         stop(server)
+
+
+def test_a_hostile_server_cannot_make_the_witness_sign_or_swell(tmp_path: Path) -> None:
+    """Answers too large, heads with bad signatures and junk proofs are errors to retry later,
+    never cosignatures."""
+    log_key = Ed25519PrivateKey.generate()
+    raw = public_key_raw(log_key)
+    from tocsin.audit import format_timestamp, sign_tree_head
+    from tocsin.audit import to_json as head_json
+    from tocsin.errors import OperationalError
+
+    good = sign_tree_head(log_key, 5, format_timestamp(T0), b"\x05" * 32)
+    bigger = sign_tree_head(log_key, 9, format_timestamp(T0), b"\x09" * 32)
+    answers: dict[str, Any] = {
+        "/api/v1/log/key": {"algorithm": "Ed25519", "public_key": base64.b64encode(raw).decode(),
+                            "key_id": key_id(raw)},
+        "/api/v1/log/sth": head_json(good),
+    }
+    posted: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posted.append(json.loads(request.content))
+            return httpx.Response(201, json={"kept": True})
+        answer = answers[request.url.path]
+        if answer == "huge":
+            return httpx.Response(200, content=b"[" + b"0," * (1 << 20) + b"0]")
+        return httpx.Response(200, json=answer)
+
+    state = tmp_path / "w.json"
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://log") as client:
+        witness = Witness(client, "http://log", state, Ed25519PrivateKey.generate())
+        assert witness.step() == good and len(posted) == 1
+        answers["/api/v1/log/sth"] = dict(head_json(bigger), tree_size=10)  # signature broken
+        with pytest.raises(OperationalError, match="bad signature"):
+            witness.step()
+        answers["/api/v1/log/sth"] = head_json(bigger)
+        answers["/api/v1/log/proof/consistency"] = "huge"
+        with pytest.raises(OperationalError, match="larger than"):
+            witness.step()
+        answers["/api/v1/log/proof/consistency"] = {"consistency_path": ["not base64!"]}
+        with pytest.raises(OperationalError, match="not base64"):
+            witness.step()
+        answers["/api/v1/log/proof/consistency"] = {"consistency_path": []}
+        with pytest.raises(SplitView, match="split view"):  # a proof that does not hold
+            witness.step()
+    assert len(posted) == 1 and witness.last == good
