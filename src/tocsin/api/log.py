@@ -126,7 +126,24 @@ async def cosignatures(
             "cosignatures": [cosignature_to_json(c) for c in found]}
 
 
+_COSIGNED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["tree_size", "root_hash", "cosignature"],
+    "properties": {
+        "tree_size": {"type": "integer", "minimum": 0},
+        "root_hash": {"type": "string", "format": "byte"},
+        "cosignature": {
+            "type": "object", "required": ["key_id", "time", "signature"],
+            "properties": {"key_id": {"type": "string"}, "time": {"type": "integer"},
+                           "signature": {"type": "string", "format": "byte"}},
+        },
+    },
+}
+
+
 @router.post("/api/v1/log/cosignatures", status_code=201,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": _COSIGNED_SCHEMA}}}},
              responses={200: {"description": "Already kept"}, 201: {"description": "Kept"},
                         403: {"description": "Not a witness this server trusts"},
                         422: {"description": "Invalid"}})
