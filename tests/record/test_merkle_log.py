@@ -81,7 +81,7 @@ def test_leaf_hashes_are_stored_with_their_entries_and_match_an_independent_tree
     finally:
         log.close()
     assert sorted(stored) == [e.seq for e in entries] == list(range(1, recorded.size + 1))
-    inputs = [leaf_input(e) for e in entries]
+    inputs = [leaf_input(e, 1) for e in entries]
     assert [stored[e.seq] for e in entries] == [leaf_hash(d) for d in inputs]
     # every signed head's root is the RFC 9162 MTH of the leaf inputs, by the slow reference
     merkle = MerkleLog(SQLiteLog(recorded.db))
@@ -153,7 +153,7 @@ def test_reopening_rebuilds_the_same_tree_from_stored_hashes(recorded: Recorded)
     merkle = MerkleLog(log)
     try:
         assert merkle.load() == recorded.size
-        expected = ref_mth([leaf_input(e) for e in log.read()])
+        expected = ref_mth([leaf_input(e, 1) for e in log.read()])
         assert merkle.tree.root() == expected
         assert merkle.latest is not None and merkle.latest.tree_size == recorded.heads[-1]
     finally:
