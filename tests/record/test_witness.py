@@ -325,3 +325,41 @@ def test_a_hostile_server_cannot_make_the_witness_sign_or_swell(tmp_path: Path) 
         with pytest.raises(SplitView, match="split view"):  # a proof that does not hold
             witness.step()
     assert len(posted) == 1 and witness.last == good
+
+
+def test_the_witness_command_makes_its_key_and_polls_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, state = tmp_path / "w" / "witness.key", tmp_path / "state.json"
+    _, _, listing = _witness_key(tmp_path, "unused")
+    with served(tmp_path / "d", witnesses=listing) as (url, service, _keys), \
+            httpx.Client(base_url=url) as client:
+        _wait_for_head(client, service.log.max_seq())
+        args = ["witness", "--url", url, "--state", str(state), "--key", str(key), "--once"]
+        assert main(args) == 0
+        out = capsys.readouterr()
+        made = load_signing_key_raw(key)
+        assert f"{base64.b64encode(made).decode()} witness" in out.err  # the operator's line
+        assert (key.parent / "witness.key.pub").is_file()
+        assert "co-signed tree_size" in out.out and state.is_file()
+        assert main(args) == 0 and "no new head" in capsys.readouterr().out
+        other = tmp_path / "other-log.pub"
+        other.write_bytes(public_key_pem(public_key_raw(Ed25519PrivateKey.generate())))
+        assert main([*args, "--log-public-key", str(other)]) == 2  # not the key it pinned
+        assert "pins log key" in capsys.readouterr().err
+        fresh = ["witness", "--url", url, "--state", str(tmp_path / "s2.json"), "--key",
+                 str(key), "--once", "--log-public-key", str(other)]
+        assert main(fresh) == 1  # the server signs with another key than the one given
+        assert "the log key changed" in capsys.readouterr().err
+    port = free_port()
+    assert main(["witness", "--url", f"http://127.0.0.1:{port}", "--state",
+                 str(tmp_path / "s3.json"), "--key", str(key), "--once", "--timeout", "2"]) == 3
+    assert "/api/v1/log/key" in capsys.readouterr().err
+    assert main(["witness", "--url", "http://x", "--state", str(state), "--key", str(key),
+                 "--interval", "0.1"]) == 2
+
+
+def load_signing_key_raw(path: Path) -> bytes:
+    from tocsin.store.merkle import load_signing_key
+
+    return public_key_raw(load_signing_key(path))
