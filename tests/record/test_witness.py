@@ -241,7 +241,11 @@ def test_a_rewound_server_is_caught_by_a_running_witness(tmp_path: Path) -> None
             for n in (4, 6):
                 _post_events(client, operator, n)
                 want = _head_beyond(client, witnessed())
-                eventually(lambda w=want: witnessed() >= w, "the witness to co-sign", 30)
+
+                def caught_up(w: int = want) -> bool:
+                    return witnessed() >= w
+
+                eventually(caught_up, "the witness to co-sign", 30)
                 sizes.append(witnessed())
             sth = client.get("/api/v1/log/sth").json()
             assert sth["cosignatures"], sth  # the server serves what the witness posted
