@@ -206,7 +206,7 @@ def _head_beyond(client: httpx.Client, size: int) -> int:
         now = int(client.get("/api/v1/log/sth").json()["tree_size"])
         return now if now > size else 0
 
-    result: int = eventually(grown, "a head over the new events", 30)
+    result: int = eventually(grown, "a head over the new events", 90)
     return result
 
 
@@ -245,7 +245,7 @@ def test_a_rewound_server_is_caught_by_a_running_witness(tmp_path: Path) -> None
                 def caught_up(w: int = want) -> bool:
                     return witnessed() >= w
 
-                eventually(caught_up, "the witness to co-sign", 30)
+                eventually(caught_up, "the witness to co-sign", 90)
                 sizes.append(witnessed())
             sth = client.get("/api/v1/log/sth").json()
             assert sth["cosignatures"], sth  # the server serves what the witness posted
@@ -258,7 +258,7 @@ def test_a_rewound_server_is_caught_by_a_running_witness(tmp_path: Path) -> None
         server = start_serve(serve_args, server_log, env=env, append=True)
         wait_ready(server, base, server_log.read_text)
 
-        assert witness.wait(60) == 1, witness_log.read_text()
+        assert witness.wait(120) == 1, witness_log.read_text()
         said = witness_log.read_text()
         assert f"the witness verified tree_size {sizes[1]}" in said
         assert f"the server now serves tree_size {keep}" in said
