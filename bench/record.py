@@ -67,7 +67,7 @@ def write(data: Path, raws: list[dict[str, Any]], merkle: bool) -> tuple[float, 
         ledger.submit(raws[i : i + 500])
     seconds = time.perf_counter() - start
     if tree is not None:
-        key = load_signing_key(data / "log-signing.key", create=True)
+        key = load_signing_key(data.parent / "log.key", create=True)  # kept outside data
         tree.sign(key, datetime.now(UTC))
         tree.close()
     size = log.max_seq()
@@ -96,7 +96,7 @@ def main() -> None:
         merkle.close()
         log.close()
 
-        key = load_signing_key(data / "log-signing.key")
+        key = load_signing_key(data.parent / "log.key")
         from tocsin.audit import public_key_raw
 
         report = verify_data_dir(data, public_key_raw(key))

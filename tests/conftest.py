@@ -30,3 +30,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if strict():
         config.pluginmanager.register(SkipGuard(), "tocsin-skipguard")
+
+
+@pytest.fixture(autouse=True)
+def _config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Log signing keys made by a test go to a fresh directory, never the user's own."""
+    path = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("TOCSIN_CONFIG_DIR", str(path))
+    return path

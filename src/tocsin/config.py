@@ -40,6 +40,8 @@ class Settings:
     mqtt_url: str | None = None
     siren_ack_s: float = 10.0
     log_key: Path | None = None
+    config_dir: Path | None = None
+    witnesses: Path | None = None
     sth_interval_s: float = 5.0
     store: str | None = None
     bus: str | None = None
@@ -76,7 +78,12 @@ SETTINGS: Mapping[str, str] = MappingProxyType(
         "siren_ack_s": "Seconds a siren has to acknowledge a command before it is reported "
         "faulty.",
         "log_key": "Ed25519 private key (PKCS#8 PEM) that signs the log's tree heads (default: "
-        "log-signing.key in the data directory, created with mode 0600 on first start).",
+        "keys/<fingerprint>.key in config_dir, made with mode 0600 on first start; the data "
+        "directory keeps only the public key, log-signing.pub).",
+        "config_dir": "Per-user configuration directory holding the log signing key (default: "
+        "$XDG_CONFIG_HOME/tocsin, else ~/.config/tocsin).",
+        "witnesses": "File of witness public keys (one base64 Ed25519 key per line, then an "
+        "optional name) whose cosignatures of tree heads the server accepts and serves.",
         "sth_interval_s": "Seconds between signed tree heads while entries arrive.",
         "store": "Shared store of a cluster: postgresql://user@host:5432/db (log, keys, "
         "subscriptions, sirens, signing key); unset: SQLite files in data_dir.",

@@ -31,9 +31,11 @@ from tocsin.model import Transition, format_time, parse_event, parse_time
 from tocsin.readmodels import AlertHistory
 from tocsin.store import EventLog, open_log, open_merkle, open_signing_key
 from tocsin.store.admin import AdminBackend, open_admin
+from tocsin.store.cosignatures import open_cosignatures
 from tocsin.store.history import HistoryStore
 from tocsin.store.merkle import check_canonical
 from tocsin.threats import load_catalog
+from tocsin.witness import load_witness_keys
 
 __all__ = ["Service", "SubmitResult", "make_service"]
 
@@ -76,7 +78,10 @@ class Service:
         self.admin: AdminBackend = open_admin(settings.store, data_dir)
         self._check_meta()
         self.merkle = open_merkle(self.log)
-        self.log_key = open_signing_key(self.log, settings.log_key, data_dir)
+        self.log_key = open_signing_key(self.log, settings.log_key, data_dir,
+                                        settings.config_dir)
+        self.cosignatures = open_cosignatures(self.log)
+        self.witnesses = load_witness_keys(settings.witnesses)
         self.ledger = Ledger(
             self.log, lambda: Engine(self.regions, catalog, self.policy), merkle=self.merkle
         )
@@ -142,6 +147,7 @@ class Service:
         self._writer.shutdown(wait=True)
         await self.bus.aclose()
         self.merkle.close()
+        self.cosignatures.close()
         self.archive.close()
         self.log.close()
         self.admin.close()

@@ -9,6 +9,11 @@ from the row (never trusting a stored hash), and compare
 - the tree rebuilt from the recomputed leaves with every stored signed tree head: signature
   (with the log's public key) and root at the head's size.
 
+With a head kept outside the data directory (`head`: an STH as served, or a witness's state
+file) the local log must also be consistent with it: a head larger than the log shows a cut tail,
+another root at its size a rewritten log, even when every stored hash and head was rewritten and
+re-signed. With `witness_keys`, a head co-signed by each of those witnesses is required.
+
 A changed body shows as a leaf-hash mismatch at its index; a removed row as a seq gap; an
 inserted row as a seq gap, a leaf without a stored hash or a mismatch; swapped rows as
 mismatches at the first of them. If the stored hashes were rewritten too, the first signed head
@@ -29,13 +34,14 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tocsin.anchor import Anchor, Findings, check_anchor, check_stored_cosignatures, load_anchor
 from tocsin.audit import (
     MerkleTree,
     TreeHead,
@@ -52,10 +58,12 @@ from tocsin.audit import (
 from tocsin.audit.sth import PUBLIC_KEY_SIZE
 from tocsin.errors import OperationalError
 from tocsin.store.base import LogEntry
-from tocsin.store.merkle import entry_leaf_hash, load_signing_key
+from tocsin.store.merkle import TIMES_FROM, entry_leaf_hash, load_signing_key
 
 __all__ = [
+    "Anchor",
     "Problem",
+    "load_anchor",
     "count_entries",
     "VerifyReport",
     "load_public_key",
@@ -255,14 +263,18 @@ def verify_data_dir(
     public_key: bytes | None,
     *,
     progress: Progress | None = None,
+    anchor: Anchor | None = None,
+    witness_keys: Sequence[bytes] = (),
 ) -> VerifyReport:
-    """Recompute the tree of a data directory's log and check it against everything stored."""
+    """Recompute the tree of a data directory's log and check it against everything stored,
+    and against `anchor`, a head kept elsewhere, co-signed by each of `witness_keys`."""
     started = time.perf_counter()
     report = VerifyReport()
     conn = _connect(Path(data_dir) / "tocsin.db")
     try:
         stored = _Cursor(_stored_hashes(conn))
         heads = _stored_heads(conn)
+        times_from = _times_from(conn, report)
         tree = MerkleTree()
         gap_reported = False
         unhashed: int | None = None
@@ -275,7 +287,7 @@ def verify_data_dir(
                                      f"{entry.seq})")
             _check_row(entry, report)
             try:
-                digest = entry_leaf_hash(entry)
+                digest = entry_leaf_hash(entry, times_from)
             except (ValueError, TypeError) as exc:
                 report.add(position, f"seq {entry.seq}: cannot be canonicalised ({exc})")
                 digest = leaf_hash(entry.body.encode("utf-8", "replace"))
@@ -304,6 +316,19 @@ def verify_data_dir(
                 report.notes.append("no stored leaf hashes: this log was never served (checked "
                                     "against signed heads only)")
         _check_heads(heads, tree, public_key, report)
+        if anchor is not None:
+            found = check_anchor(anchor, tree, public_key, witness_keys)
+        elif witness_keys:
+            found = check_stored_cosignatures(conn, tree, public_key, witness_keys)
+        else:
+            found = Findings()
+        precise = [p.index for p in report.problems if p.index is not None]
+        for index, message in found.problems:
+            if index is None and found.rewritten_below is not None:
+                # the heads cannot say where; an entry already found bad explains it
+                index = min((i for i in precise if i < found.rewritten_below), default=None)
+            report.add(index, message)
+        report.notes.extend(found.notes)
     finally:
         conn.close()
     report.tree_size = tree.size
@@ -353,6 +378,25 @@ def _check_heads(
             report.add(min(found) if found else low,
                        f"{name}: root differs from the recomputed tree; the first bad entry is "
                        f"at an index from {low} to {head.tree_size - 1}")
+
+
+def _times_from(conn: sqlite3.Connection, report: VerifyReport) -> int | None:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (TIMES_FROM,)).fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    if row is None:
+        report.notes.append("recorded_at is not covered by this log's leaves (a log from before "
+                            "it was; see docs/transparency.md)")
+        return None
+    try:
+        value = int(row[0])
+    except ValueError:
+        report.add(None, f"meta {TIMES_FROM} is {row[0]!r}, not a seq")
+        return None
+    if value > 1:
+        report.notes.append(f"recorded_at is covered by the leaves from seq {value} on")
+    return value
 
 
 # --- online --------------------------------------------------------------------------------------

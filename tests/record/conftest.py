@@ -17,9 +17,10 @@ from tocsin.engine.core import Engine
 from tocsin.engine.policy import Policy
 from tocsin.geo import RegionSet, load_region_set
 from tocsin.ledger import Ledger
+from tocsin.logkey import open_data_dir_key
 from tocsin.model import format_time
 from tocsin.store import SQLiteLog
-from tocsin.store.merkle import KEY_FILE, MerkleLog, load_signing_key
+from tocsin.store.merkle import MerkleLog
 from tocsin.threats import load_catalog
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
@@ -82,7 +83,7 @@ def write_log(
     """A log of ticks, operator raises and clears and impacts; a head every `every` rounds."""
     log = SQLiteLog(data_dir / "tocsin.db")
     log.set_meta("regions", "ua-oblasts")
-    key = load_signing_key(data_dir / KEY_FILE, create=True)
+    key = open_data_dir_key(data_dir, None)  # kept in the (test's) config dir, not data_dir
     merkle = MerkleLog(log)
     merkle.load()
     catalog = load_catalog()
@@ -93,10 +94,13 @@ def write_log(
         for i in range(rounds):
             t = 60.0 * i
             region = names[i % 3]
-            ledger.submit([raw("tick", t)], key_name="clock")
-            ledger.submit([operator("raise", region, t + 1)], key_name="duty-key")
-            ledger.submit([impact(t + 5, 49.84, 24.03), impact(t + 6, 46.48, 30.72)])
-            ledger.submit([operator("clear", region, t + 30)], key_name="duty-key")
+            ledger.submit([raw("tick", t)], key_name="clock", recorded_at=at(t))
+            ledger.submit([operator("raise", region, t + 1)], key_name="duty-key",
+                          recorded_at=at(t + 1.5))
+            ledger.submit([impact(t + 5, 49.84, 24.03), impact(t + 6, 46.48, 30.72)],
+                          recorded_at=at(t + 6.5))
+            ledger.submit([operator("clear", region, t + 30)], key_name="duty-key",
+                          recorded_at=at(t + 30.5))
             if i % every == every - 1:
                 merkle.sign(key, T0 + timedelta(seconds=t + 31))
                 heads.append(merkle.size)

@@ -278,7 +278,7 @@ async def test_impacts_endpoint_reports_covered_and_silent_impacts(tmp_path: Pat
 
 
 @contextlib.contextmanager
-def served(data_dir: Path) -> Iterator[tuple[str, Service, dict[str, str]]]:
+def served(data_dir: Path, **kw: Any) -> Iterator[tuple[str, Service, dict[str, str]]]:
     """A real server (uvicorn, in a thread, on a free port) as outsiders see it."""
     import socket
     import threading
@@ -286,7 +286,7 @@ def served(data_dir: Path) -> Iterator[tuple[str, Service, dict[str, str]]]:
 
     import uvicorn
 
-    settings = Settings(data_dir=data_dir, regions="ua-oblasts", sth_interval_s=0.05)
+    settings = Settings(data_dir=data_dir, regions="ua-oblasts", sth_interval_s=0.05, **kw)
     service = Service(settings)
     app = create_app(settings, service)
     keys = {role: service.admin.create_key(role)[0] for role in ROLES}

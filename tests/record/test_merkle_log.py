@@ -81,7 +81,7 @@ def test_leaf_hashes_are_stored_with_their_entries_and_match_an_independent_tree
     finally:
         log.close()
     assert sorted(stored) == [e.seq for e in entries] == list(range(1, recorded.size + 1))
-    inputs = [leaf_input(e) for e in entries]
+    inputs = [leaf_input(e, 1) for e in entries]
     assert [stored[e.seq] for e in entries] == [leaf_hash(d) for d in inputs]
     # every signed head's root is the RFC 9162 MTH of the leaf inputs, by the slow reference
     merkle = MerkleLog(SQLiteLog(recorded.db))
@@ -97,18 +97,35 @@ def test_leaf_hashes_are_stored_with_their_entries_and_match_an_independent_tree
         assert head.root_hash == ref_mth(inputs[: head.tree_size])
 
 
-def test_recorded_at_does_not_change_the_tree(oblasts: RegionSet) -> None:
+def test_recorded_at_is_in_the_leaves_of_a_new_log(oblasts: RegionSet) -> None:
     raws = [raw("tick", 0), operator("raise", "UA46000000000026241", 1), raw("tick", 600)]
     roots = []
-    for stamp in ("2030-01-01T00:00:00Z", "2031-05-05T05:05:05Z"):
+    for stamp in ("2030-01-01T00:00:00Z", "2031-05-05T05:05:05Z", "2031-05-05T05:05:05Z"):
         log = MemoryLog()
         merkle = MerkleLog(log)
+        assert merkle.times_from == 1
         ledger = Ledger(log, lambda: Engine(oblasts, load_catalog(), Policy()), merkle=merkle)
         for r in raws:
             ledger.submit([r], recorded_at=stamp)
         roots.append(merkle.tree.root())
         assert merkle.size == log.max_seq() > 3
-    assert roots[0] == roots[1]
+        first = next(log.read())
+        assert leaf_object(first, merkle.times_from)["recorded_at"] == stamp
+    # the same entries logged at the same times give the same tree; another time another tree
+    assert roots[0] != roots[1] == roots[2]
+
+
+def test_an_older_log_covers_recorded_at_from_its_next_entry(oblasts: RegionSet) -> None:
+    log = MemoryLog()
+    ledger = Ledger(log, lambda: Engine(oblasts, load_catalog(), Policy()))
+    ledger.submit([raw("tick", 0)], recorded_at="2030-01-01T00:00:00Z")  # no tree kept then
+    before = log.max_seq()
+    merkle = MerkleLog(log)
+    merkle.load()
+    assert merkle.times_from == before + 1 and log.get_meta("leaf_times_from") == str(before + 1)
+    old = next(log.read())
+    assert "recorded_at" not in leaf_object(old, merkle.times_from)
+    assert MerkleLog(log).times_from == before + 1  # fixed once, not moved by a restart
 
 
 def test_a_log_written_without_leaves_is_caught_up_on_load(
@@ -136,7 +153,7 @@ def test_reopening_rebuilds_the_same_tree_from_stored_hashes(recorded: Recorded)
     merkle = MerkleLog(log)
     try:
         assert merkle.load() == recorded.size
-        expected = ref_mth([leaf_input(e) for e in log.read()])
+        expected = ref_mth([leaf_input(e, 1) for e in log.read()])
         assert merkle.tree.root() == expected
         assert merkle.latest is not None and merkle.latest.tree_size == recorded.heads[-1]
     finally:

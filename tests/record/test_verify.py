@@ -151,7 +151,7 @@ def test_swapped_rows_with_rewritten_hashes_are_bounded_by_the_signed_heads(
                         "recorded_at FROM log WHERE seq IN (?, ?)", (a, b)).fetchall()
     conn.close()
     fixes = "".join(
-        f"UPDATE merkle_leaves SET hash = X'{entry_leaf_hash(LogEntry(*r)).hex()}' "
+        f"UPDATE merkle_leaves SET hash = X'{entry_leaf_hash(LogEntry(*r), 1).hex()}' "
         f"WHERE seq = {r[0]};" for r in rows)
     tamper(fixes)
     first, problems = _verify(recorded)
@@ -178,7 +178,8 @@ def test_the_public_key_can_be_given(recorded: Recorded, capsys: pytest.CaptureF
                                      tmp_path: Path) -> None:
     b64 = base64.b64encode(recorded.public_key).decode()
     assert load_public_key(b64) == recorded.public_key
-    assert load_public_key(str(recorded.data_dir / "log-signing.key")) == recorded.public_key
+    assert load_public_key(str(recorded.data_dir / "log-signing.pub")) == recorded.public_key
+    assert not (recorded.data_dir / "log-signing.key").exists()
     other = tmp_path / "other.pub"
     other.write_text(base64.b64encode(b"\x01" * 32).decode())
     assert main(["verify", "--data-dir", str(recorded.data_dir), "--public-key", b64]) == 0

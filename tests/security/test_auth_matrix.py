@@ -73,6 +73,9 @@ MATRIX: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/v1/log/key"): ("reader", "/api/v1/log/key", None),
     ("GET", "/api/v1/log/sth"): ("reader", "/api/v1/log/sth", None),
     ("GET", "/api/v1/log/sths"): ("reader", "/api/v1/log/sths", None),
+    ("GET", "/api/v1/log/cosignatures"): ("reader", "/api/v1/log/cosignatures?tree_size=0", None),
+    # authenticated by the witness's own signature (see docs/transparency.md)
+    ("POST", "/api/v1/log/cosignatures"): ("reader", "/api/v1/log/cosignatures", {}),
     ("GET", "/api/v1/log/entries"): ("reader", "/api/v1/log/entries?start=0&end=1", None),
     ("GET", "/api/v1/log/proof/inclusion"): (
         "reader", "/api/v1/log/proof/inclusion?index=0&tree_size=1", None),

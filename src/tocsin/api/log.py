@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
+import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 
 from tocsin.api.read import reader
 from tocsin.audit import (
@@ -24,6 +27,7 @@ from tocsin.audit import (
     public_key_raw,
     to_json,
 )
+from tocsin.audit.witness import cosignature_from_json, cosignature_to_json, verify_cosignature
 from tocsin.errors import FieldError, ValidationError
 from tocsin.model import parse_time
 from tocsin.service import Service
@@ -94,10 +98,105 @@ async def log_key(service: Service = Depends(reader)) -> dict[str, str]:
     return {"algorithm": "Ed25519", "public_key": _b64(raw), "key_id": key_id(raw)}
 
 
+async def _cosignatures(service: Service, head: TreeHead) -> list[dict[str, Any]]:
+    found = await asyncio.to_thread(service.cosignatures.of, head.tree_size, head.root_hash)
+    return [cosignature_to_json(c) for c in found]
+
+
 @router.get("/api/v1/log/sth")
 async def latest_sth(service: Service = Depends(reader)) -> dict[str, Any]:
-    """The latest signed tree head."""
-    return dict(to_json(_latest(service)))
+    """The latest signed tree head, with the witnesses' cosignatures of its tree."""
+    head = _latest(service)
+    out: dict[str, Any] = dict(to_json(head))
+    out["cosignatures"] = await _cosignatures(service, head)
+    return out
+
+
+@router.get("/api/v1/log/cosignatures")
+async def cosignatures(
+    tree_size: int = Query(..., ge=0, description="a tree size a signed head covers"),
+    service: Service = Depends(reader),
+) -> dict[str, Any]:
+    """The witnesses' cosignatures of the log's tree of `tree_size` leaves."""
+    head = _latest(service)
+    _size("tree_size", tree_size, head)
+    root = service.merkle.tree.root_at(tree_size)
+    found = await asyncio.to_thread(service.cosignatures.of, tree_size, root)
+    return {"tree_size": tree_size, "root_hash": _b64(root),
+            "cosignatures": [cosignature_to_json(c) for c in found]}
+
+
+_COSIGNED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["tree_size", "root_hash", "cosignature"],
+    "properties": {
+        "tree_size": {"type": "integer", "minimum": 0},
+        "root_hash": {"type": "string", "format": "byte"},
+        "cosignature": {
+            "type": "object", "required": ["key_id", "time", "signature"],
+            "properties": {"key_id": {"type": "string"}, "time": {"type": "integer"},
+                           "signature": {"type": "string", "format": "byte"}},
+        },
+    },
+}
+
+
+@router.post("/api/v1/log/cosignatures", status_code=201,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": _COSIGNED_SCHEMA}}}},
+             responses={200: {"description": "Already kept"}, 201: {"description": "Kept"},
+                        403: {"description": "Not a witness this server trusts"},
+                        422: {"description": "Invalid"}})
+async def add_cosignature(request: Request, service: Service = Depends(reader)) -> Any:
+    """Keep a witness's cosignature of a tree this log signed.
+
+    `{"tree_size": n, "root_hash": <base64>, "cosignature": {"key_id", "time", "signature"}}`.
+    The request authenticates itself: it is kept only when signed by a witness key listed in
+    the server's `witnesses` file, over this log's root at `tree_size`.
+    """
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError(FieldError("(body)", f"not JSON: {exc}")) from exc
+    if not isinstance(body, dict):
+        raise ValidationError(FieldError("(body)", "expected a JSON object"))
+    tree_size, encoded = body.get("tree_size"), body.get("root_hash")
+    if type(tree_size) is not int or tree_size < 0:
+        raise ValidationError(FieldError("tree_size", "expected a non-negative integer"))
+    try:
+        root = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else b""
+    except (binascii.Error, ValueError):
+        root = b""
+    if len(root) != 32:
+        raise ValidationError(FieldError("root_hash", "expected 32 bytes in standard base64"))
+    try:
+        cosig = cosignature_from_json(body.get("cosignature"))
+    except ValueError as exc:
+        name, _, reason = str(exc).partition(": ")
+        raise ValidationError(FieldError(name, reason or str(exc))) from None
+    witness = service.witnesses.get(cosig.key_id)
+    if witness is None:
+        raise HTTPException(403, f"cosignature.key_id: {cosig.key_id} is not a witness this "
+                                 "server trusts (setting witnesses)")
+    head = _latest(service)
+    _size("tree_size", tree_size, head)
+    if service.merkle.tree.root_at(tree_size) != root:
+        raise ValidationError(FieldError(
+            "root_hash", f"not this log's root at tree_size {tree_size}: the witness's view "
+                         "and the log's differ"))
+    log_kid = key_id(public_key_raw(service.log_key))
+    if not verify_cosignature(witness.raw, log_kid, tree_size, root, cosig):
+        raise ValidationError(FieldError(
+            "cosignature.signature", f"not {witness.name}'s signature of this log's tree of "
+                                     f"{tree_size} leaves"))
+    outcome = await asyncio.to_thread(service.cosignatures.add, tree_size, root, cosig)
+    if outcome == "full":
+        raise ValidationError(FieldError("tree_size", "this tree has as many cosignatures as "
+                                                      "the server keeps"))
+    if outcome == "known":
+        return JSONResponse({"kept": False, "witness": witness.name}, status_code=200)
+    log.info("cosignature of tree_size %d by witness %s", tree_size, witness.name)
+    return {"kept": True, "witness": witness.name}
 
 
 @router.get("/api/v1/log/sths")
@@ -135,7 +234,7 @@ async def entries(
     def fetch() -> list[dict[str, Any]]:
         out = []
         for e in service.merkle.entries(start, last):
-            obj = leaf_object(e)
+            obj = leaf_object(e, service.merkle.times_from)
             out.append({"index": e.seq - 1, "seq": e.seq, "entry": obj,
                         "leaf_input": _b64(canonical_json(obj))})
         return out

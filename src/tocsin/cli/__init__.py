@@ -21,7 +21,7 @@ from tocsin.cli.common import (
     longitude,
 )
 from tocsin.cli.engine import cmd_regions_list, cmd_regions_locate, cmd_replay, cmd_simulate
-from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify
+from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify, cmd_witness
 from tocsin.cli.regions import cmd_regions_check
 from tocsin.cli.server import cmd_keys_create, cmd_keys_list, cmd_keys_revoke, cmd_serve
 from tocsin.cli.standards import cmd_cap_import, cmd_siren_sim, cmd_sirens_import, cmd_sirens_list
@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="play the bundled night-wave scenario in real time (an exercise)")
     p.add_argument("--log-key", metavar="PATH",
                    help="Ed25519 key (PEM) signing the log's tree heads (default: "
-                        "log-signing.key in the data directory, made on first start)")
+                        "~/.config/tocsin/keys/<fingerprint>.key, made on first start; the "
+                        "data directory keeps only the public key)")
+    p.add_argument("--witnesses", metavar="FILE",
+                   help="witness public keys whose cosignatures to accept (one base64 key "
+                        "and a name per line)")
     p.add_argument("--mqtt", metavar="URL",
                    help="MQTT broker for sirens, e.g. mqtt://127.0.0.1:1883 (default: off)")
     p.set_defaults(func=cmd_serve)
@@ -130,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--url", help="check a live server, e.g. http://127.0.0.1:8080")
     p.add_argument("--public-key", metavar="KEY",
                    help="offline: the log's public key, a PEM file or base64 (default: the "
-                        "data directory's log-signing.key)")
+                        "data directory's log-signing.pub)")
+    p.add_argument("--head", metavar="FILE",
+                   help="offline: a head kept elsewhere (an STH as /api/v1/log/sth serves it, "
+                        "or a witness state file) the log must be consistent with")
+    p.add_argument("--witness-key", metavar="PEM", action="append",
+                   help="offline: require a head co-signed by this witness (repeatable)")
     p.add_argument("--state", metavar="FILE",
                    help="online: where the pinned key and last head are kept "
                         "(default ~/.tocsin-verify.json)")
@@ -142,6 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="online: download every entry and rebuild the whole tree")
     p.add_argument("--timeout", type=float, default=30.0, help="online: seconds per request")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("witness", help="watch a log's heads, co-sign them, catch a split view",
+                       description=cmd_witness.__doc__)
+    p.add_argument("--url", required=True, help="the server, e.g. https://alerts.example.org")
+    p.add_argument("--state", required=True, metavar="FILE",
+                   help="the witness's state (the log's key, the last head verified)")
+    p.add_argument("--key", required=True, metavar="K",
+                   help="the witness's Ed25519 key (PKCS#8 PEM; made, with K.pub, if missing)")
+    p.add_argument("--log-public-key", metavar="KEY",
+                   help="the log's public key (PEM file or base64); default: pinned on first "
+                        "contact")
+    p.add_argument("--name", help="the witness's name printed with a new key")
+    p.add_argument("--interval", type=float, default=10.0,
+                   help="seconds between polls (default 10, at least 1)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.add_argument("--once", action="store_true", help="poll once and exit")
+    p.set_defaults(func=cmd_witness)
 
     p = sub.add_parser("history", help="import past alerts from an outside record")
     hsub = p.add_subparsers(dest="history_command", metavar="SUBCOMMAND", required=True)

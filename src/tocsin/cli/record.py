@@ -11,6 +11,7 @@ from tocsin.cli.common import (
     EXIT_CHECK,
     EXIT_INPUT,
     EXIT_OK,
+    EXIT_STORE,
     err,
     progress,
 )
@@ -22,22 +23,39 @@ from tocsin.errors import (
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check the log's Merkle tree and signed tree heads, offline (a data directory) or online
     (a live server, as any outsider can); exit 1 naming the first bad leaf index."""
+    from tocsin.anchor import load_anchor
+    from tocsin.logkey import LEGACY_KEY_FILE, PUBLIC_KEY_FILE
     from tocsin.verify import count_entries, load_public_key, verify_data_dir
 
     if args.url:
+        if args.head or args.witness_key:
+            err("--head and --witness-key check a data directory (use them with --data-dir)")
+            return EXIT_INPUT
         return _verify_url(args)
     data_dir = Path(args.data_dir)
     key_source = args.public_key
-    if key_source is None and (data_dir / "log-signing.key").is_file():
-        key_source = str(data_dir / "log-signing.key")
+    for name in (PUBLIC_KEY_FILE, LEGACY_KEY_FILE):
+        if key_source is None and (data_dir / name).is_file():
+            key_source = str(data_dir / name)
     try:
         public = load_public_key(key_source) if key_source else None
     except (ValueError, TocsinError) as exc:
         err(f"--public-key: {exc}")
         return EXIT_INPUT
+    try:
+        witnesses = [load_public_key(k) for k in args.witness_key or ()]
+    except (ValueError, TocsinError) as exc:
+        err(f"--witness-key: {exc}")
+        return EXIT_INPUT
+    try:
+        anchor = load_anchor(Path(args.head)) if args.head else None
+    except ValueError as exc:
+        err(f"--head: {exc}")
+        return EXIT_INPUT
     total = count_entries(data_dir)
     with progress(total, "verify") as advance:
-        report = verify_data_dir(data_dir, public, progress=advance)
+        report = verify_data_dir(data_dir, public, progress=advance, anchor=anchor,
+                                 witness_keys=witnesses)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     rate = report.entries / report.seconds if report.seconds else 0.0
@@ -96,6 +114,73 @@ def _verify_url(args: argparse.Namespace) -> int:
     print(f"{url}: signed tree head verified (tree_size {report.tree_size}, root "
           f"{report.root_hash}); {report.proofs} proof(s) and {report.entries} entries checked; "
           f"state in {state}")
+    return EXIT_OK
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    """Witness a tocsin log: poll its signed tree heads, check each new one extends the last
+    one seen (consistency proof), co-sign it and post the cosignature to the server. Exit 1 and
+    say where the views split if the log forks or is rewound."""
+    import base64
+    import logging
+    import signal
+    import threading
+
+    import httpx
+
+    from tocsin.audit import key_id, public_key_raw
+    from tocsin.logkey import public_key_pem
+    from tocsin.store.merkle import load_signing_key
+    from tocsin.verify import load_public_key
+    from tocsin.witness import SplitView, Witness
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    key_path = Path(args.key)
+    made = not key_path.exists()
+    try:
+        key = load_signing_key(key_path, create=True)
+        log_key = load_public_key(args.log_public_key) if args.log_public_key else None
+    except (ValueError, TocsinError) as exc:
+        err(str(exc))
+        return EXIT_INPUT
+    raw = public_key_raw(key)
+    if made:
+        pub = key_path.with_name(key_path.name + ".pub")
+        pub.write_bytes(public_key_pem(raw))
+        print(f"made witness key {key_path} (public key in {pub}); give the log's operator "
+              f"this line for their witnesses file:\n{base64.b64encode(raw).decode()} "
+              f"{args.name or key_path.stem}", file=sys.stderr)
+    if args.interval < 1 or args.timeout <= 0:
+        err("--interval must be at least 1 s and --timeout positive")
+        return EXIT_INPUT
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    url = args.url.rstrip("/")
+    with httpx.Client(base_url=url, timeout=args.timeout) as client:
+        try:
+            witness = Witness(client, url, Path(args.state), key, log_public_key=log_key)
+        except TocsinError as exc:
+            err(str(exc))
+            return EXIT_INPUT
+        print(f"witness {key_id(raw)} watching {url}", file=sys.stderr, flush=True)
+        try:
+            if args.once:
+                head = witness.step()
+                last = witness.last
+                print("no new head" if head is None else
+                      f"co-signed tree_size {head.tree_size}", "" if last is None else
+                      f"(witnessed up to tree_size {last.tree_size})")
+                return EXIT_OK
+            witness.run(args.interval, stop, lambda h: print(
+                f"co-signed tree_size {h.tree_size} ({h.timestamp})", flush=True))
+        except SplitView as exc:
+            err(f"{url}: {exc}")
+            return EXIT_CHECK
+        except TocsinError as exc:
+            err(f"{url}: {exc}")
+            return EXIT_STORE
     return EXIT_OK
 
 

@@ -29,7 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, data_dir=args.data_dir, regions=args.regions,
         policy=args.policy, private=args.private or None, mode=args.mode,
         demo=args.demo or None,
-        log_key=args.log_key,
+        log_key=args.log_key, witnesses=args.witnesses,
         mqtt_url=args.mqtt,
         store=args.store, bus=args.bus, node_id=args.node_id, cluster_name=args.cluster_name,
     )

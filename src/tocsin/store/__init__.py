@@ -31,21 +31,22 @@ def open_merkle(log: EventLog) -> MerkleLog:
 
 
 def open_signing_key(
-    log: EventLog, key_file: Path | None, data_dir: Path | str
+    log: EventLog, key_file: Path | None, data_dir: Path | str, config_dir: Path | None = None
 ) -> Ed25519PrivateKey:
     """The key that signs a log's tree heads.
 
     `key_file` when given; else the one kept in a PostgreSQL store (made by the first node that
-    asks, so every node signs alike), or `log-signing.key` in the data directory (made, mode
-    0600, on first start).
+    asks, so every node signs alike), or the key `tocsin.logkey` keeps outside the data
+    directory (made on first start).
     """
-    from tocsin.store.merkle import KEY_FILE, load_signing_key
-
-    if key_file is not None:
-        return load_signing_key(key_file)
     if type(log).__name__ == "PostgresLog":
+        from tocsin.store.merkle import load_signing_key
         from tocsin.store.postgres import PostgresLog, load_store_signing_key
 
+        if key_file is not None:
+            return load_signing_key(key_file)
         assert isinstance(log, PostgresLog)
         return load_store_signing_key(log)
-    return load_signing_key(Path(data_dir) / KEY_FILE, create=True)
+    from tocsin.logkey import open_data_dir_key
+
+    return open_data_dir_key(data_dir, key_file, config_dir)

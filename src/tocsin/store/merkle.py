@@ -5,9 +5,11 @@ A leaf's bytes (RFC 9162's `leaf_input`) are the RFC 8785 canonical JSON of
 
     {"seq": <seq>, "kind": "event" | "transition", "entry": <the stored body, parsed>}
 
-plus `"key": <API key name>` on events submitted with a named key. The wall time an entry was
-recorded at (`recorded_at`) is deliberately not part of a leaf, so a replayed log hashes to the
-same tree byte for byte. `docs/transparency.md` describes the format for outside verifiers.
+plus `"key": <API key name>` on events submitted with a named key, and `"recorded_at": <the wall
+time it was logged>` on entries that have one, from the seq kept in the log's metadata as
+`leaf_times_from` (1 for a log begun by this version; for an older log, the first seq appended
+after upgrading, so its earlier leaves and heads stay verifiable). `docs/transparency.md`
+describes the format for outside verifiers.
 
 Leaf hashes are stored in `merkle_leaves`, a table of the log's own SQLite file, written by
 `SQLiteLog.append` in the same transaction as their entries: a leaf hash exists exactly when its
@@ -53,15 +55,18 @@ from tocsin.store.sqlite import SQLiteLog
 
 __all__ = [
     "KEY_FILE",
+    "TIMES_FROM",
     "MerkleLog",
     "check_canonical",
     "entry_leaf_hash",
     "leaf_input",
     "leaf_object",
+    "leaf_times_from",
     "load_signing_key",
 ]
 
 KEY_FILE = "log-signing.key"
+TIMES_FROM = "leaf_times_from"
 
 STH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS sths (
@@ -87,22 +92,44 @@ log = logging.getLogger("tocsin")
 # --- leaves ------------------------------------------------------------------------------------
 
 
-def leaf_object(entry: LogEntry) -> dict[str, Any]:
-    """The JSON object a log entry's leaf is the canonical form of."""
+def leaf_object(entry: LogEntry, times_from: int | None = None) -> dict[str, Any]:
+    """The JSON object a log entry's leaf is the canonical form of.
+
+    `times_from`: the first seq whose leaf covers `recorded_at` (None: no leaf does).
+    """
     obj: dict[str, Any] = {"seq": entry.seq, "kind": entry.kind, "entry": json.loads(entry.body)}
     if entry.kind == "event" and entry.key_name is not None:
         obj["key"] = entry.key_name
+    if times_from is not None and entry.seq >= times_from and entry.recorded_at is not None:
+        obj["recorded_at"] = entry.recorded_at
     return obj
 
 
-def leaf_input(entry: LogEntry) -> bytes:
-    """The leaf's bytes: RFC 8785 canonical JSON of `leaf_object(entry)`."""
-    return canonical_json(leaf_object(entry))
+def leaf_input(entry: LogEntry, times_from: int | None = None) -> bytes:
+    """The leaf's bytes: RFC 8785 canonical JSON of `leaf_object(entry, times_from)`."""
+    return canonical_json(leaf_object(entry, times_from))
 
 
-def entry_leaf_hash(entry: LogEntry) -> bytes:
+def entry_leaf_hash(entry: LogEntry, times_from: int | None = None) -> bytes:
     """The RFC 9162 leaf hash of a log entry."""
-    return leaf_hash(leaf_input(entry))
+    return leaf_hash(leaf_input(entry, times_from))
+
+
+def leaf_times_from(log: EventLog) -> int:
+    """The first seq whose leaf covers `recorded_at`, fixed in the log's metadata on first use.
+
+    Changing the stored value afterwards changes the recomputed leaves of every event between
+    the old and new value, so the stored hashes and signed heads catch it.
+    """
+    stored = log.get_meta(TIMES_FROM)
+    if stored is None:
+        value = log.max_seq() + 1
+        log.set_meta(TIMES_FROM, str(value))
+        return value
+    try:
+        return int(stored)
+    except ValueError:
+        raise IntegrityError(f"meta {TIMES_FROM}: {stored!r} is not a seq") from None
 
 
 def check_canonical(raw: Any) -> None:
@@ -159,6 +186,7 @@ class MerkleLog:
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
+        self.times_from = leaf_times_from(log)
         self.tree = MerkleTree()
         self.latest: TreeHead | None = None
         self._lock = threading.Lock()
@@ -193,7 +221,7 @@ class MerkleLog:
         for entry in self.log.read(tree.size + 1):
             if entry.seq != tree.size + 1:
                 raise IntegrityError(f"the log jumps from seq {tree.size} to {entry.seq}")
-            digest = entry_leaf_hash(entry)
+            digest = entry_leaf_hash(entry, self.times_from)
             tree.append(digest)
             batch.append((entry.seq, digest))
             if len(batch) >= _CATCH_UP_BATCH:
@@ -219,7 +247,7 @@ class MerkleLog:
             raise IntegrityError(
                 f"seq {entries[0].seq} does not continue the Merkle tree at {self.tree.size + 1}"
             )
-        hashes = [entry_leaf_hash(e) for e in entries]
+        hashes = [entry_leaf_hash(e, self.times_from) for e in entries]
         if isinstance(self.log, SQLiteLog):
             self.log.append(entries, leaf_hashes=hashes)
         else:

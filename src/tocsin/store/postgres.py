@@ -608,7 +608,7 @@ class PostgresMerkleLog(MerkleLog):
             raise IntegrityError(
                 f"seq {entries[0].seq} does not continue the Merkle tree at {self.tree.size + 1}"
             )
-        hashes = [entry_leaf_hash(e) for e in entries]
+        hashes = [entry_leaf_hash(e, self.times_from) for e in entries]
         self.pg.commit(entries, leaf_hashes=hashes, epoch=epoch, position=position,
                        rejections=rejections)
         self.tree.extend(hashes)
@@ -628,7 +628,7 @@ class PostgresMerkleLog(MerkleLog):
         for e in entries:
             digest = stored.get(e.seq)
             if digest is None:  # written without a hash (e.g. by `tocsin simulate --store`)
-                digest = entry_leaf_hash(e)
+                digest = entry_leaf_hash(e, self.times_from)
                 self._store_hashes([(e.seq, digest)])
             hashes.append(digest)
         return hashes
