@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 STREAM_PATH = "/api/v1/stream"
-PAGE = 500  # log entries per backlog page
+PAGE = 200  # log entries per backlog page
 SEND_LIMIT = 65_536  # most bytes handed to one send (what a stalled client pins past the ring)
 HELLO = b"retry: 2000\n: connected\n\n"
 HEARTBEAT = b": heartbeat\n\n"
@@ -172,9 +172,11 @@ class StreamHub:
         self._beat_ticks = max(1, round(heartbeat_s / self.tick_s))
         self._tasks: list[asyncio.Task[None]] = []
         self._live = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Start following the feed (returns once it is subscribed) and the clock."""
+        self.loop = asyncio.get_running_loop()
         self._tasks = [asyncio.create_task(self._pump(), name="sse-feed"),
                        asyncio.create_task(self._clock(), name="sse-clock"),
                        asyncio.create_task(self._close_on(self.feed.closing), name="sse-close")]
@@ -308,24 +310,36 @@ class StreamHub:
         self.metrics.dropped.labels(reason).inc()
 
     def _collect(self, stream: Stream) -> bytes:
-        """Frames from the stream's cursor on, up to `SEND_LIMIT` bytes, as one chunk."""
+        """Frames from the stream's cursor on, about `SEND_LIMIT` bytes at most, as one chunk.
+
+        A frame is cut between transitions when the limit falls inside it: the cursor stays on
+        it and `pos` says how far it was sent, so a stalled client pins at most one chunk.
+        """
         ring, leaves, pos = self.ring, stream.leaves, stream.pos
         parts: list[bytes] = []
         size = 0
         while stream.cursor < ring.end and size < SEND_LIMIT:
             frame = ring[stream.cursor]
-            stream.cursor += 1
             if frame.last <= pos:
+                stream.cursor += 1
                 continue
-            if leaves is None and frame.first > pos:
+            if leaves is None and frame.first > pos and size + len(frame.data) <= SEND_LIMIT:
                 parts.append(frame.data)  # the shared bytes, not a copy
                 size += len(frame.data)
-            else:
-                for seq, region, data in frame.parts:
-                    if seq > pos and (leaves is None or region in leaves):
-                        parts.append(data)
-                        size += len(data)
-            pos = frame.last
+                pos = frame.last
+                stream.cursor += 1
+                continue
+            for seq, region, data in frame.parts:
+                if seq <= pos:
+                    continue
+                if size >= SEND_LIMIT:
+                    break
+                if leaves is None or region in leaves:
+                    parts.append(data)
+                    size += len(data)
+                pos = seq
+            if pos == frame.last:
+                stream.cursor += 1
         stream.pos = pos
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -349,11 +363,17 @@ class StreamHub:
                 continue
             idle = 0
             leaves = stream.leaves
-            chunk = b"".join(format_sse(env) for env in envs
-                             if leaves is None or env["region"] in leaves)
+            frames = [format_sse(env) for env in envs if leaves is None or env["region"] in leaves]
+            del envs
             stream.pos = last
-            if chunk:
-                await self.write(stream, chunk)
+            start = 0
+            while start < len(frames):  # at most about SEND_LIMIT bytes per write
+                size, end = 0, start
+                while end < len(frames) and size < SEND_LIMIT:
+                    size += len(frames[end])
+                    end += 1
+                await self.write(stream, b"".join(frames[start:end]))
+                start = end
 
 
 class StreamEndpoint:
