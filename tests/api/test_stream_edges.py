@@ -19,9 +19,20 @@ import httpx
 import pytest
 
 from tests import servers
-from tests.api.helpers import LVIV_HROMADA, NEAR_KHARKIV
+from tests.api.helpers import LVIV_HROMADA, NEAR_KHARKIV, SSEClient
+from tests.cluster.services import fresh_schema, postgres_or_skip
+from tests.engine.helpers import detection as engine_detection
+from tests.engine.helpers import event
+from tocsin.api.edge import create_edge_app
+from tocsin.config import Settings
+from tocsin.engine.core import Engine
+from tocsin.engine.policy import Policy
+from tocsin.geo import load_region_set
+from tocsin.ledger import Ledger
 from tocsin.model import format_time
 from tocsin.store import open_log
+from tocsin.store.postgres import PostgresLog
+from tocsin.threats import load_catalog
 
 pytestmark = pytest.mark.serial
 
@@ -176,3 +187,37 @@ def _refused(base: str) -> bool:
     except httpx.TransportError:
         return True
     return False
+
+
+@pytest.mark.anyio
+async def test_an_edge_tails_a_clusters_postgresql_log() -> None:
+    with fresh_schema(postgres_or_skip()) as url:
+        regions, policy, catalog = load_region_set("ua-hromadas"), Policy(), load_catalog()
+        log = PostgresLog(url)
+        log.set_meta("regions", "ua-hromadas")
+        ledger = Ledger(log, lambda: Engine(regions, catalog, policy))
+
+        def wave(i: int) -> None:
+            ledger.submit([event("tick", i * 900.0)])
+            ledger.submit([engine_detection(f"P{i}", i * 900.0 + 1, *NEAR_KHARKIV,
+                                            weapon="shahed-136", heading_deg=230)])
+
+        wave(0)
+        app = create_edge_app(Settings(store=url, data_dir=Path("unused")), poll_s=0.01)
+        try:
+            async with app.router.lifespan_context(app):
+                def logged(after: int = 0) -> list[int]:
+                    return [e.seq for e in log.read(after + 1, log.max_seq())
+                            if e.kind == "transition"]
+
+                first = logged()
+                middle = first[len(first) // 2]
+                async with SSEClient(app, "/api/v1/stream", {}, {"Last-Event-ID": str(middle)}
+                                     ) as stream:
+                    got = [e.id for e in await stream.take(first[-1])]
+                    assert got == logged(middle)
+                    wave(1)  # committed by a writer elsewhere: the edge finds it in the log
+                    more = [e.id for e in await stream.take(logged()[-1])]
+                    assert more == logged(first[-1])
+        finally:
+            log.close()
