@@ -187,3 +187,29 @@ async def test_bad_stream_queries_name_the_field(api: Api) -> None:
             assert f'"field": "{field}"' in bad.body.decode(), (query, bad.body)
     assert (await api.client.post("/api/v1/stream")).status_code == 405
     await wait_until(lambda: not api.app.state.hub.streams, what="no streams left")
+
+
+def test_big_batches_are_sent_in_shared_slices_from_any_point() -> None:
+    from tocsin.api.sse import SEND_LIMIT, Frame, Ring, Stream, StreamHub
+
+    envs = [{"seq": s, "type": "alert_started", "region": f"R{s % 3}", "pad": "x" * 900}
+            for s in range(10, 400)]
+    frame = Frame(envs)
+    assert len(frame.slices) > 3 and all(len(sl[2]) < SEND_LIMIT + 2000 for sl in frame.slices)
+    ring = Ring(10 * SEND_LIMIT)
+    ring.push(envs[:150])
+    ring.push(envs[150:])
+    hub = StreamHub.__new__(StreamHub)
+    hub.ring = ring
+    for pos in (0, 9, 10, 11, 57, 159, 160, 398, 399):
+        for leaves in (None, {"R1"}):
+            stream = Stream(lambda _m: None, pos, leaves)  # type: ignore[arg-type, return-value]
+            stream.cursor = ring.first_after(pos)
+            got = b""
+            while chunk := hub._collect(stream):
+                assert len(chunk) < 2 * SEND_LIMIT + 2000
+                got += chunk
+            ids = [int(line[4:]) for line in got.decode().split("\n") if line.startswith("id: ")]
+            want = [e["seq"] for e in envs if e["seq"] > pos
+                    and (leaves is None or e["region"] in leaves)]
+            assert ids == want, (pos, leaves)

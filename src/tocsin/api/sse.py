@@ -64,16 +64,27 @@ def format_sse(env: dict[str, Any]) -> bytes:
 
 
 class Frame:
-    """One batch, encoded once: the whole of it, and each transition with its region."""
+    """One batch, encoded once: each transition with its region, and the whole batch cut into
+    slices of at most about `SEND_LIMIT` bytes (between transitions) that every unfiltered
+    stream sends as they are."""
 
-    __slots__ = ("data", "first", "last", "offset", "parts")
+    __slots__ = ("first", "last", "parts", "size", "slices")
 
-    def __init__(self, envs: Sequence[dict[str, Any]], offset: int) -> None:
+    def __init__(self, envs: Sequence[dict[str, Any]]) -> None:
         self.parts = tuple((env["seq"], env["region"], format_sse(env)) for env in envs)
-        self.data = b"".join(p[2] for p in self.parts)
         self.first: int = self.parts[0][0]
         self.last: int = self.parts[-1][0]
-        self.offset = offset
+        slices: list[tuple[int, int, bytes, int, int]] = []
+        lo, size = 0, 0
+        for i, part in enumerate(self.parts):
+            size += len(part[2])
+            if size >= SEND_LIMIT or i == len(self.parts) - 1:
+                chunk = self.parts[lo:i + 1]
+                slices.append((chunk[0][0], chunk[-1][0], b"".join(p[2] for p in chunk),
+                               lo, i + 1))
+                lo, size = i + 1, 0
+        self.slices = tuple(slices)
+        self.size = sum(len(s[2]) for s in slices)
 
 
 class Ring:
@@ -88,7 +99,6 @@ class Ring:
         self.frames: deque[Frame] = deque()
         self.base = 0
         self.bytes = 0
-        self.total = 0  # bytes ever appended: a frame's offset is the total before it
         self.floor = floor
 
     @property
@@ -100,13 +110,12 @@ class Ring:
         """Encode a batch and append it, evicting the oldest frames past the limit."""
         if not envs:
             return
-        frame = Frame(envs, self.total)
+        frame = Frame(envs)
         self.frames.append(frame)
-        self.total += len(frame.data)
-        self.bytes += len(frame.data)
+        self.bytes += frame.size
         while self.bytes > self.limit and len(self.frames) > 1:
             old = self.frames.popleft()
-            self.bytes -= len(old.data)
+            self.bytes -= old.size
             self.base += 1
             self.floor = max(self.floor, old.last)
 
@@ -312,34 +321,36 @@ class StreamHub:
     def _collect(self, stream: Stream) -> bytes:
         """Frames from the stream's cursor on, about `SEND_LIMIT` bytes at most, as one chunk.
 
-        A frame is cut between transitions when the limit falls inside it: the cursor stays on
-        it and `pos` says how far it was sent, so a stalled client pins at most one chunk.
+        An unfiltered stream sends the frames' shared slices as they are. When the limit falls
+        inside a frame the cursor stays on it and `pos` says how far it was sent, so a stalled
+        client pins at most about one chunk.
         """
         ring, leaves, pos = self.ring, stream.leaves, stream.pos
         parts: list[bytes] = []
         size = 0
         while stream.cursor < ring.end and size < SEND_LIMIT:
             frame = ring[stream.cursor]
-            if frame.last <= pos:
-                stream.cursor += 1
-                continue
-            if leaves is None and frame.first > pos and size + len(frame.data) <= SEND_LIMIT:
-                parts.append(frame.data)  # the shared bytes, not a copy
-                size += len(frame.data)
-                pos = frame.last
-                stream.cursor += 1
-                continue
-            for seq, region, data in frame.parts:
-                if seq <= pos:
-                    continue
-                if size >= SEND_LIMIT:
-                    break
-                if leaves is None or region in leaves:
-                    parts.append(data)
-                    size += len(data)
-                pos = seq
-            if pos == frame.last:
-                stream.cursor += 1
+            if frame.last > pos:
+                for first, last, data, lo, hi in frame.slices:
+                    if last <= pos:
+                        continue
+                    if size >= SEND_LIMIT:
+                        break
+                    if leaves is None and first > pos:
+                        parts.append(data)  # the shared bytes, not a copy
+                        size += len(data)
+                        pos = last
+                        continue
+                    for seq, region, one in frame.parts[lo:hi]:
+                        if seq <= pos:
+                            continue
+                        if leaves is None or region in leaves:
+                            parts.append(one)
+                            size += len(one)
+                        pos = seq
+            if pos < frame.last:
+                break
+            stream.cursor += 1
         stream.pos = pos
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
