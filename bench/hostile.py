@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             capture_output=True, text=True, check=True).stdout.strip()
         port = sse.free_port()
         t0 = time.monotonic()
-        server = sse.Server(data, port, env_extra={"TOCSIN_STREAM_MAX_PER_CLIENT": "100000"})
+        server = sse.Server(data, port, ready_s=1800)
         result["ready_s"] = round(time.monotonic() - t0, 1)
         result["entries"] = int(server.gauge("tocsin_log_seq"))
         try:

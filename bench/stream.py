@@ -127,7 +127,7 @@ class Server:
     """A `tocsin serve` subprocess with rate limits lifted for one host with many clients."""
 
     def __init__(self, data: Path, port: int, extra: tuple[str, ...] = (),
-                 env_extra: dict[str, str] | None = None) -> None:
+                 env_extra: dict[str, str] | None = None, ready_s: float = 120.0) -> None:
         # every bench client comes from 127.0.0.1: lift the per-client limits too
         env = {**os.environ, "TOCSIN_RATE_LIMIT": "1000000000", "TOCSIN_RATE_BURST": "1000000000",
                "TOCSIN_STREAM_MAX_PER_CLIENT": "1000000", "PYTHONUNBUFFERED": "1",
@@ -139,7 +139,7 @@ class Server:
              *extra],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + ready_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"tocsin serve exited with {self.proc.returncode}")
@@ -153,6 +153,7 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
+        self.proc.kill()
         raise SystemExit("tocsin serve did not become ready")
 
     def cpu_s(self) -> float:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -43,8 +44,8 @@ if TYPE_CHECKING:
     from tocsin.api.metrics import StreamMetrics
 
 __all__ = [
-    "PAGE", "STREAM_PATH", "StreamEndpoint", "StreamHub", "StreamingApp", "format_sse",
-    "install_stream",
+    "PAGE", "STREAM_PATH", "QuietDrops", "StreamEndpoint", "StreamHub", "StreamingApp",
+    "format_sse", "install_stream",
 ]
 
 STREAM_PATH = "/api/v1/stream"
@@ -181,6 +182,7 @@ class StreamHub:
         self._beat_ticks = max(1, round(heartbeat_s / self.tick_s))
         self._tasks: list[asyncio.Task[None]] = []
         self._live = asyncio.Event()
+        self.unfinished = 0  # responses left incomplete on purpose (see `QuietDrops`)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -498,11 +500,33 @@ class StreamEndpoint:
                 if stream.drop is None:
                     raise
                 _uncancel()  # it could not take its last words either: the server closes it
+                hub.unfinished += 1
         finally:
             hub.streams.discard(stream)
             metrics.open.dec()
             gone.remove_done_callback(left)
             gone.cancel()
+
+
+class QuietDrops(logging.Filter):
+    """Keeps the server's log readable when thousands of stalled clients are dropped at once.
+
+    A stream that cannot take even its last comment is closed by returning without finishing
+    the response, which uvicorn logs as an error each time; the hub counts those (and the
+    drops are on `/metrics` by reason), so exactly that many of these lines are left out.
+    """
+
+    MESSAGE = "ASGI callable returned without completing response."
+
+    def __init__(self, hub: StreamHub) -> None:
+        super().__init__()
+        self.hub = hub
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.hub.unfinished > 0 and record.getMessage() == self.MESSAGE:
+            self.hub.unfinished -= 1
+            return False
+        return True
 
 
 def _uncancel() -> None:

@@ -36,6 +36,7 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tocsin.api.edge import create_edge_app
+    from tocsin.api.sse import QuietDrops
     from tocsin.cli.server import _Server, _tune_gc
     from tocsin.config import settings_from_env
 
@@ -50,6 +51,7 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10,
                             access_log=False, proxy_headers=False, backlog=4096)
     server = _Server(config)
+    logging.getLogger("uvicorn.error").addFilter(QuietDrops(app.state.hub))
     original_exit = server.handle_exit
     hub = app.state.hub
 

@@ -23,6 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tocsin.api import create_app
+    from tocsin.api.sse import QuietDrops
     from tocsin.cli.edge import stream_workers
     from tocsin.config import settings_from_env
 
@@ -43,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             timeout_graceful_shutdown=10, access_log=False, proxy_headers=False,
                             backlog=4096)
     server = _Server(config)
+    logging.getLogger("uvicorn.error").addFilter(QuietDrops(app.state.hub))
     service = app.state.service
     original_exit = server.handle_exit
 
