@@ -34,6 +34,7 @@ class Settings:
     stream_buffer_bytes: int = 1_048_576
     stream_write_timeout_s: float = 10.0
     stream_max_per_client: int = 100
+    socket_send_buffer: int = 262_144
     stream_workers: int = 0
     stream_port: int | None = None
     trusted_proxies: str = ""
@@ -80,6 +81,9 @@ SETTINGS: Mapping[str, str] = MappingProxyType(
         "reads nothing) before it is disconnected.",
         "stream_max_per_client": "Open SSE streams allowed per client address (or key); more "
         "get 429.",
+        "socket_send_buffer": "Kernel send buffer of each client connection, in bytes (0: the "
+        "kernel's own sizing, which lets one client that reads nothing take megabytes); "
+        "a stalled stream blocks, and is dropped, once this and stream_buffer_bytes are full.",
         "stream_workers": "Extra processes serving GET /api/v1/stream on stream_port, each "
         "tailing the committed log (0: streams are served by the main process only).",
         "stream_port": "TCP port the stream workers share (default: port + 1).",

@@ -16,14 +16,18 @@ from tocsin.config import Settings
 __all__ = ["cmd_stream_edge", "listening_socket", "stream_workers"]
 
 
-def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+def listening_socket(host: str, port: int, *, reuse_port: bool,
+                     send_buffer: int = 0) -> socket.socket:
     """A bound TCP socket; with `reuse_port`, several processes bind the same port and the
-    kernel spreads new connections among them."""
+    kernel spreads new connections among them. Accepted connections inherit `send_buffer`
+    (SO_SNDBUF), which bounds what a client that reads nothing holds in the kernel."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if send_buffer > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
@@ -47,7 +51,8 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_edge_app(settings)
-    sock = listening_socket(settings.host, settings.port, reuse_port=args.reuse_port)
+    sock = listening_socket(settings.host, settings.port, reuse_port=args.reuse_port,
+                            send_buffer=settings.socket_send_buffer)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10,
                             access_log=False, proxy_headers=False, backlog=4096)
     server = _Server(config)

@@ -24,7 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from tocsin.api import create_app
     from tocsin.api.sse import QuietDrops
-    from tocsin.cli.edge import stream_workers
+    from tocsin.cli.edge import listening_socket, stream_workers
     from tocsin.config import settings_from_env
 
     settings = settings_from_env(
@@ -58,8 +58,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tocsin serving on http://{settings.host}:{settings.port}/ "
           f"(data in {settings.data_dir})", file=sys.stderr, flush=True)
     _tune_gc()
+    sock = listening_socket(settings.host, settings.port, reuse_port=False,
+                            send_buffer=settings.socket_send_buffer)
     with stream_workers(settings, args):
-        server.run()
+        server.run(sockets=[sock])
     return EXIT_OK
 
 
