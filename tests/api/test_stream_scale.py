@@ -131,7 +131,7 @@ def test_non_reading_and_stalled_clients_cost_bounded_memory(
     proc = servers.start_serve(["--data-dir", str(data), "--port", str(port)], out, env=env)
     sockets: list[socket.socket] = []
     try:
-        servers.wait_ready(proc, base, lambda: out.read_text(errors="replace"), timeout=180)
+        servers.wait_ready(proc, base, lambda: out.read_text(errors="replace"), timeout=600)
         key = servers.create_key("admin", "--data-dir", str(data))
         transitions = sum(1 for e in SQLiteLog(data / "tocsin.db").read()
                           if e.kind == "transition")
@@ -195,7 +195,7 @@ def test_a_stream_resumed_from_any_point_of_a_big_log_has_no_gap(
     out = tmp_path / "serve.log"
     proc = servers.start_serve(["--data-dir", str(data), "--port", str(port)], out)
     try:
-        servers.wait_ready(proc, base, lambda: out.read_text(errors="replace"), timeout=180)
+        servers.wait_ready(proc, base, lambda: out.read_text(errors="replace"), timeout=600)
         log = SQLiteLog(data / "tocsin.db")
         end = log.max_seq()
         want = [e.seq for e in log.read(end - 3000) if e.kind == "transition"]
