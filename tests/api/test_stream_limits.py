@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.api.helpers import NEAR_KHARKIV, Api, SSEClient, detection, wait_until
+from tests.api.helpers import (
+    LVIV_HROMADA,
+    NEAR_KHARKIV,
+    Api,
+    SSEClient,
+    detection,
+    event,
+    wait_until,
+)
 from tocsin.api.limits import RateLimiter, TrustedProxies, parse_networks
 
 pytestmark = pytest.mark.anyio
@@ -40,6 +48,12 @@ def drone(track: str, t: float = 1.0) -> dict[str, object]:
     return detection(track, t, *NEAR_KHARKIV, weapon="shahed-136", heading_deg=230)
 
 
+def lviv(action: str, t: float) -> dict[str, object]:
+    """An operator raising or clearing one hromada: always exactly one transition."""
+    return event("operator_alert", t, regions=[LVIV_HROMADA], alert_type="air_raid",
+                 action=action, operator="duty-officer")
+
+
 def dropped(api: Api, reason: str) -> float:
     value: float = api.app.state.metrics.streams.dropped.labels(reason)._value.get()
     return value
@@ -57,7 +71,7 @@ async def test_a_client_whose_write_blocks_is_dropped_with_a_reason_and_resumes(
         async with stalled, api.stream() as healthy:
             await api.post(drone("A1"))
             await wait_until(lambda: stalled.events.qsize() > 0, what="the first events")
-            await api.post(drone("A2", 2.0))
+            await api.post(lviv("raise", 2.0))
             await asyncio.wait_for(stalled.stalled.wait(), 10)
             # the healthy stream is not held up by the stalled one
             await healthy.take(api.transition_seqs()[-1])
@@ -78,10 +92,10 @@ async def test_a_client_further_behind_than_the_buffer_is_dropped_and_resumes(
         async with stalled:
             await api.post(drone("L0"))
             await wait_until(lambda: stalled.events.qsize() > 0, what="the first events")
-            await api.post(drone("L1", 2.0))
+            await api.post(lviv("raise", 2.0))
             await asyncio.wait_for(stalled.stalled.wait(), 10)
-            for i in range(2, 9):  # well over 4,000 bytes of transitions
-                await api.post(drone(f"L{i}", 1.0 + i))
+            for i in range(3, 33):  # well over 4,000 bytes of transitions
+                await api.post(lviv("clear" if i % 2 else "raise", i))
             await asyncio.wait_for(stalled.finished.wait(), 10)
             assert dropped(api, "lagging") == 1 and dropped(api, "write-timeout") == 0
             assert any("more than 4000 bytes behind" in c for c in stalled.comments)
