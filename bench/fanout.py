@@ -1,7 +1,7 @@
 """Fan-out: tocsin's SSE stream to N clients against Mosquitto delivering to N MQTT subscribers,
 and the memory of `tocsin serve` holding 10,000 streams with every region under alert.
 
-    python bench/fanout.py [--clients 1000,10000] [--procs 2] [--hold 10000]
+    python bench/fanout.py [--clients 1000,10000] [--procs 2] [--workers 1,2] [--hold 10000]
 
 One run, on this machine, for each N in turn:
 
@@ -19,6 +19,10 @@ One run, on this machine, for each N in turn:
 
 Clients of both run in `--procs` worker processes on the same machine and stop reading after
 the first message, as the SSE clients do. Times are CLOCK_MONOTONIC, shared by all processes.
+
+Stream workers: for each count in `--workers`, the server is restarted with
+`--stream-workers W`, and the largest client count connects to the workers' shared port
+instead (each worker tails the committed log; the kernel spreads connections over them).
 
 Memory: after the fan-outs, an operator raises `air_raid` on all 27 oblasts (every one of the
 1,769 hromadas under alert); the server is restarted (it rebuilds that state from the log),
@@ -315,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clients", default="1000,10000", help="comma-separated client counts")
     parser.add_argument("--procs", type=int, default=2, help="client worker processes")
+    parser.add_argument("--workers", default="1,2", help="stream worker counts to compare on "
+                        "the largest client count (empty: skip)")
     parser.add_argument("--hold", type=int, default=10000, help="streams held for the memory "
                         "figure (0: skip)")
     args = parser.parse_args(argv)
@@ -331,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     server = sse.Server(data, port)
     rows: list[dict[str, Any]] = []
     memory: dict[str, Any] = {}
+    workers: dict[int, dict[str, Any]] = {}
     try:
         idle, _ = rss_mb(server.proc.pid)
         memory["idle_rss_mb"] = round(idle)
@@ -349,6 +356,18 @@ def main(argv: list[str] | None = None) -> int:
                          "ratio_p50": round(s["p50_ms"] / m["p50_ms"], 2) if m["p50_ms"] else None})
             print(f"  {n} clients: SSE all {s['all_ms']} ms, MQTT all {m['all_ms']} ms",
                   file=sys.stderr, flush=True)
+        if args.workers and counts:
+            server.stop()
+            for w in [int(x) for x in args.workers.split(",") if x]:
+                stream_port = free_port()
+                server = sse.Server(data, port, ("--stream-workers", str(w), "--stream-port",
+                                                 str(stream_port)))
+                s = sse.fan_out(server, key, stream_port, counts[-1], args.procs, f"W{w}")
+                workers[w] = s
+                print(f"  {counts[-1]} clients on {w} stream workers: all {s['all_ms']} ms",
+                      file=sys.stderr, flush=True)
+                server.stop()
+            server = sse.Server(data, port)
         if args.hold:
             # every hromada under alert; then a fresh server (recovered from the log, as after
             # any restart) holds the streams, so the figure is not the fan-outs' leftovers
@@ -373,6 +392,15 @@ def main(argv: list[str] | None = None) -> int:
          for r in rows]))
     print(f"payload {rows[0]['mqtt']['payload_bytes'] if rows else '-'} bytes; "
           f"server exit code {code}")
+    if workers:
+        first = min(workers)
+        print(table(
+            f"fan-out to {counts[-1]:,} clients from stream workers (ms from POST)",
+            ["workers", "p50", "p99", "all", "ack", "all vs first"],
+            [[w, r["p50_ms"], r["p99_ms"], r["all_ms"], r["ack_ms"],
+              f"{r['all_ms'] / workers[first]['all_ms']:.2f}x"
+              if r["all_ms"] and workers[first]["all_ms"] else "-"]
+             for w, r in sorted(workers.items())]))
     if memory:
         print(f"\ntocsin serve RSS: idle {memory['idle_rss_mb']} MB; peak during the fan-outs "
               f"{memory.get('fanout_run_hwm_mb')} MB; restarted with every hromada under alert "
@@ -380,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{memory.get('connected', 0):,} streams: {memory.get('rss_mb')} MB "
               f"(peak {memory.get('hwm_mb')} MB)")
     write_result("fanout", {"rows": rows, "memory": memory, "nofile": nofile,
+                            "workers": {str(k): v for k, v in workers.items()},
                             "server_exit_code": code})
     if len(rows) > 1:
         from common import RESULTS

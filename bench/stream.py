@@ -126,25 +126,34 @@ async def _worker(port: int, n: int, track: str) -> None:
 class Server:
     """A `tocsin serve` subprocess with rate limits lifted for one host with many clients."""
 
-    def __init__(self, data: Path, port: int) -> None:
+    def __init__(self, data: Path, port: int, extra: tuple[str, ...] = (),
+                 env_extra: dict[str, str] | None = None, ready_s: float = 120.0) -> None:
+        # every bench client comes from 127.0.0.1: lift the per-client limits too
         env = {**os.environ, "TOCSIN_RATE_LIMIT": "1000000000", "TOCSIN_RATE_BURST": "1000000000",
-               "PYTHONUNBUFFERED": "1"}
+               "TOCSIN_STREAM_MAX_PER_CLIENT": "1000000", "PYTHONUNBUFFERED": "1",
+               **(env_extra or {})}
         self.base = f"http://127.0.0.1:{port}"
         self.log = (data.parent / "serve.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tocsin", "serve", "--data-dir", str(data), "--port", str(port)],
+            [sys.executable, "-m", "tocsin", "serve", "--data-dir", str(data), "--port", str(port),
+             *extra],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + ready_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"tocsin serve exited with {self.proc.returncode}")
             try:
                 if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    return
+                    if "--stream-port" not in extra:
+                        return
+                    edge = f"http://127.0.0.1:{extra[extra.index('--stream-port') + 1]}"
+                    if httpx.get(edge + "/readyz", timeout=1).status_code == 200:
+                        return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
+        self.proc.kill()
         raise SystemExit("tocsin serve did not become ready")
 
     def cpu_s(self) -> float:

@@ -31,6 +31,16 @@ class Settings:
     rate_burst: int = 200
     max_body_bytes: int = 1_048_576
     heartbeat_s: float = 15.0
+    stream_buffer_bytes: int = 1_048_576
+    stream_write_timeout_s: float = 10.0
+    stream_max_per_client: int = 100
+    socket_send_buffer: int = 262_144
+    stream_workers: int = 0
+    stream_port: int | None = None
+    trusted_proxies: str = ""
+    auth_fail_rate: float = 0.2
+    auth_fail_burst: int = 10
+    rate_buckets: int = 100_000
     tick_s: float = 1.0
     webhook_timeout_s: float = 5.0
     webhook_base_backoff_s: float = 0.5
@@ -66,6 +76,26 @@ SETTINGS: Mapping[str, str] = MappingProxyType(
         "rate_burst": "Requests a key may send at once before the rate limit applies.",
         "max_body_bytes": "Largest request body accepted; larger ones get 413.",
         "heartbeat_s": "Seconds between SSE heartbeat comments on an idle stream.",
+        "stream_buffer_bytes": "How far (bytes of events) an SSE client may fall behind the "
+        "live stream before it is disconnected with a comment saying so; it resumes with "
+        "Last-Event-ID.",
+        "stream_write_timeout_s": "Seconds one write to an SSE client may block (the client "
+        "reads nothing) before it is disconnected.",
+        "stream_max_per_client": "Open SSE streams allowed per client address (or key); more "
+        "get 429.",
+        "socket_send_buffer": "Kernel send buffer of each client connection, in bytes (0: the "
+        "kernel's own sizing, which lets one client that reads nothing take megabytes); "
+        "a stalled stream blocks, and is dropped, once this and stream_buffer_bytes are full.",
+        "stream_workers": "Extra processes serving GET /api/v1/stream on stream_port, each "
+        "tailing the committed log (0: streams are served by the main process only).",
+        "stream_port": "TCP port the stream workers share (default: port + 1).",
+        "trusted_proxies": "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is "
+        "believed; from anyone else the header is ignored.",
+        "auth_fail_rate": "Failed authentication attempts per second allowed per client address "
+        "(token bucket refill rate); beyond it, 429.",
+        "auth_fail_burst": "Failed authentication attempts a client address may make at once.",
+        "rate_buckets": "Most clients whose rate-limit buckets are remembered at once (the least "
+        "recently seen are forgotten first).",
         "tick_s": "Seconds between clock checks that fire the engine's due timers.",
         "webhook_timeout_s": "Seconds a webhook receiver has to answer one delivery.",
         "webhook_base_backoff_s": "Wait before the first retry of a failing webhook; each "

@@ -17,8 +17,10 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tocsin import __version__
-from tocsin.api.auth import RateLimiter
+from tocsin.api.feed import ServiceFeed
+from tocsin.api.limits import install_limits
 from tocsin.api.metrics import Metrics
+from tocsin.api.sse import StreamingApp, install_stream
 from tocsin.config import Settings
 from tocsin.errors import FieldError, TocsinError, ValidationError
 from tocsin.service import Service, make_service
@@ -103,6 +105,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         from tocsin.outputs.webhooks import WebhookDispatcher
 
         await svc.start()
+        await app.state.hub.start()  # SSE: follows the bus from here on
         signer = HeadSigner(svc)  # signed tree heads of the log, every sth_interval_s
         await signer.start()
         # one deliverer per log: in a cluster, whichever node leads
@@ -119,9 +122,10 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
             await sirens.stop(app)
             await dispatcher.stop()
             await signer.stop()
+            await app.state.hub.stop()
             await svc.stop()
 
-    app = FastAPI(
+    app = StreamingApp(
         title="tocsin",
         version=__version__,
         description="Air-raid warning: ingest detections, read alerts, stream transitions.",
@@ -129,8 +133,10 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     )
     app.state.service = svc
     app.state.settings = settings
-    app.state.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+    app.state.admin = svc.admin
+    install_limits(app.state, settings)
     app.state.metrics = Metrics(svc)
+    install_stream(app, ServiceFeed(svc), svc.regions, app.state.metrics.streams)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.exception_handler(TocsinError)
@@ -146,11 +152,10 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
                   for e in exc.errors()]
         return JSONResponse(error_body(ValidationError(errors)), status_code=422)
 
-    from tocsin.api import admin, audit, cluster, ingest, log, read, stream, web
+    from tocsin.api import admin, audit, cluster, ingest, log, read, web
 
     app.include_router(ingest.router)
     app.include_router(read.router)
-    app.include_router(stream.router)
     app.include_router(admin.router)
     app.include_router(log.router)
     app.include_router(audit.router)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
+from tocsin.api.limits import RateLimiter, TrustedProxies
 from tocsin.store.admin import AdminStore, ApiKey
 
-__all__ = ["EVENT_ROLES", "Principal", "RateLimiter", "authenticate", "require"]
+__all__ = ["EVENT_ROLES", "Principal", "RateLimiter", "authenticate", "client_of", "require"]
 
 # Who may send which event type; admin may do everything.
 EVENT_ROLES = {
@@ -42,41 +42,39 @@ class Principal:
         return role == "reader"
 
 
-class RateLimiter:
-    """A token bucket per caller: `rate` per second, bursts of `burst`."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def check(self, who: str) -> float:
-        """0 if allowed (and charged), else seconds until a request would be allowed."""
-        now = time.monotonic()
-        tokens, last = self._buckets.get(who, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens >= 1.0:
-            self._buckets[who] = (tokens - 1.0, now)
-            return 0.0
-        self._buckets[who] = (tokens, now)
-        return (1.0 - tokens) / self.rate if self.rate > 0 else 60.0
+def client_of(request: Request) -> str:
+    """The caller's address (`X-Forwarded-For` only from a trusted proxy)."""
+    proxies: TrustedProxies = request.app.state.proxies
+    return proxies.client(request.scope)
 
 
 def authenticate(request: Request) -> Principal:
-    """The caller of a request; 401 for a malformed or unknown key."""
+    """The caller of a request; 401 for a malformed or unknown key, 429 over a limit.
+
+    Failed key attempts are charged to the caller's address in a bucket of their own
+    (`auth_fail_rate`), so keys cannot be guessed at the request rate.
+    """
     header = request.headers.get("authorization")
-    admin: AdminStore = request.app.state.service.admin
+    admin: AdminStore = request.app.state.admin
     limiter: RateLimiter = request.app.state.limiter
+    ip = client_of(request)
     if header is None:
         principal = Principal(None)
-        who = f"ip:{request.client.host if request.client else '?'}"
+        who = f"ip:{ip}"
     else:
+        failures: RateLimiter = request.app.state.auth_failures
+        wait = failures.peek(ip)
+        if wait:
+            raise HTTPException(429, "too many failed authentication attempts",
+                                headers={"Retry-After": str(max(1, round(wait + 0.5)))})
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            failures.check(ip)
             raise HTTPException(401, "Authorization must be 'Bearer KEY'",
                                 headers={"WWW-Authenticate": "Bearer"})
         key = admin.authenticate(token.strip())
         if key is None:
+            failures.check(ip)
             raise HTTPException(401, "unknown or revoked API key",
                                 headers={"WWW-Authenticate": "Bearer"})
         principal = Principal(key)

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from tocsin.api.auth import authenticate, require
+from tocsin.api.auth import authenticate, client_of, require
 from tocsin.outputs.alertsinua import PERIODS, AlertsInUaView, meta_time
 from tocsin.service import Service
 
@@ -65,8 +65,7 @@ def compat_reader(request: Request) -> AlertsInUaView:
         if request.app.state.settings.private:
             require(authenticate(request), "reader")
         else:
-            host = request.client.host if request.client else "?"
-            wait = request.app.state.limiter.check(f"ip:{host}")
+            wait = request.app.state.limiter.check(f"ip:{client_of(request)}")
             if wait:
                 raise HTTPException(429, "rate limit exceeded",
                                     headers={"Retry-After": str(max(1, round(wait + 0.5)))})

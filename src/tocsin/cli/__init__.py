@@ -20,6 +20,7 @@ from tocsin.cli.common import (
     latitude,
     longitude,
 )
+from tocsin.cli.edge import cmd_stream_edge
 from tocsin.cli.engine import cmd_regions_list, cmd_regions_locate, cmd_replay, cmd_simulate
 from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify, cmd_witness
 from tocsin.cli.regions import cmd_regions_check
@@ -84,7 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "and a name per line)")
     p.add_argument("--mqtt", metavar="URL",
                    help="MQTT broker for sirens, e.g. mqtt://127.0.0.1:1883 (default: off)")
+    p.add_argument("--trusted-proxy", metavar="CIDR", action="append",
+                   help="a reverse proxy whose X-Forwarded-For is believed (repeatable)")
+    p.add_argument("--stream-workers", type=int, metavar="N",
+                   help="also serve /api/v1/stream from N processes tailing the log "
+                        "(on --stream-port)")
+    p.add_argument("--stream-port", type=int, metavar="PORT",
+                   help="port the stream workers share (default: --port + 1)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("stream-edge", help="serve /api/v1/stream from a tocsin's committed log",
+                       description=cmd_stream_edge.__doc__)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 8080)")
+    p.add_argument("--data-dir", help="the data directory of the tocsin serve to follow")
+    p.add_argument("--private", action="store_true", help="require a key to stream")
+    p.add_argument("--trusted-proxy", metavar="CIDR", action="append",
+                   help="a reverse proxy whose X-Forwarded-For is believed (repeatable)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="share the port with other edges (SO_REUSEPORT)")
+    p.set_defaults(func=cmd_stream_edge)
 
     p = sub.add_parser("keys", help="create, list and revoke API keys")
     ksub = p.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)

@@ -23,6 +23,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tocsin.api import create_app
+    from tocsin.api.sse import QuietDrops
+    from tocsin.cli.edge import listening_socket, stream_workers
     from tocsin.config import settings_from_env
 
     settings = settings_from_env(
@@ -32,12 +34,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_key=args.log_key, witnesses=args.witnesses,
         mqtt_url=args.mqtt,
         store=args.store, bus=args.bus, node_id=args.node_id, cluster_name=args.cluster_name,
+        stream_workers=args.stream_workers, stream_port=args.stream_port,
+        trusted_proxies=",".join(args.trusted_proxy) if args.trusted_proxy else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
+    # proxy_headers off: X-Forwarded-For is read by tocsin, and only from trusted_proxies
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                            timeout_graceful_shutdown=10, access_log=False)
+                            timeout_graceful_shutdown=10, access_log=False, proxy_headers=False,
+                            backlog=4096)
     server = _Server(config)
+    logging.getLogger("uvicorn.error").addFilter(QuietDrops(app.state.hub))
     service = app.state.service
     original_exit = server.handle_exit
 
@@ -51,7 +58,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tocsin serving on http://{settings.host}:{settings.port}/ "
           f"(data in {settings.data_dir})", file=sys.stderr, flush=True)
     _tune_gc()
-    server.run()
+    sock = listening_socket(settings.host, settings.port, reuse_port=False,
+                            send_buffer=settings.socket_send_buffer)
+    with stream_workers(settings, args):
+        server.run(sockets=[sock])
     return EXIT_OK
 
 

@@ -1,0 +1,110 @@
+"""`tocsin stream-edge`, and the stream workers `tocsin serve --stream-workers N` starts."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tocsin.cli.common import EXIT_OK
+from tocsin.config import Settings
+
+__all__ = ["cmd_stream_edge", "listening_socket", "stream_workers"]
+
+
+def listening_socket(host: str, port: int, *, reuse_port: bool,
+                     send_buffer: int = 0) -> socket.socket:
+    """A bound TCP socket; with `reuse_port`, several processes bind the same port and the
+    kernel spreads new connections among them. Accepted connections inherit `send_buffer`
+    (SO_SNDBUF), which bounds what a client that reads nothing holds in the kernel."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if send_buffer > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def cmd_stream_edge(args: argparse.Namespace) -> int:
+    """Serve GET /api/v1/stream from the committed log of a tocsin (read-only, any number)."""
+    import logging
+
+    import uvicorn
+
+    from tocsin.api.edge import create_edge_app
+    from tocsin.api.sse import QuietDrops
+    from tocsin.cli.server import _Server, _tune_gc
+    from tocsin.config import settings_from_env
+
+    settings = settings_from_env(
+        host=args.host, port=args.port, data_dir=args.data_dir, store=args.store,
+        private=args.private or None,
+        trusted_proxies=",".join(args.trusted_proxy) if args.trusted_proxy else None,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_edge_app(settings)
+    sock = listening_socket(settings.host, settings.port, reuse_port=args.reuse_port,
+                            send_buffer=settings.socket_send_buffer)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10,
+                            access_log=False, proxy_headers=False, backlog=4096)
+    server = _Server(config)
+    logging.getLogger("uvicorn.error").addFilter(QuietDrops(app.state.hub))
+    original_exit = server.handle_exit
+    hub = app.state.hub
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        original_exit(sig, frame)
+        if hub.loop is not None:  # end the streams, so the graceful shutdown need not wait
+            with contextlib.suppress(RuntimeError):
+                hub.loop.call_soon_threadsafe(hub.close)
+
+    server.handle_exit = handle_exit
+    print(f"tocsin stream edge on http://{settings.host}:{settings.port}/api/v1/stream "
+          f"(tailing {settings.store or settings.data_dir})", file=sys.stderr, flush=True)
+    _tune_gc()
+    server.run(sockets=[sock])
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def stream_workers(settings: Settings, args: argparse.Namespace) -> Iterator[None]:
+    """Start `settings.stream_workers` edges on `stream_port` for the life of the block."""
+    if settings.stream_workers <= 0:
+        yield
+        return
+    port = settings.stream_port or settings.port + 1
+    where = ["--store", settings.store] if settings.store else ["--data-dir",
+                                                                 str(settings.data_dir)]
+    extra: list[str] = ["--private"] if settings.private else []
+    for cidr in filter(None, (c.strip() for c in settings.trusted_proxies.split(","))):
+        extra += ["--trusted-proxy", cidr]
+    cmd = [sys.executable, "-m", "tocsin", "stream-edge", *where, "--host", settings.host,
+           "--port", str(port), "--reuse-port", *extra]
+    procs = [subprocess.Popen(cmd) for _ in range(settings.stream_workers)]
+    print(f"tocsin: {len(procs)} stream workers on http://{settings.host}:{port}/api/v1/stream",
+          file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        _stop_all(procs, lambda p: p.terminate())
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]],
+              signal: Callable[[subprocess.Popen[bytes]], None]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            signal(proc)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
