@@ -119,12 +119,19 @@ def test_a_log_written_without_leaves_is_caught_up_on_load(
     ledger = Ledger(log, lambda: Engine(oblasts, load_catalog(), Policy()))
     ledger.submit([raw("tick", 0), operator("raise", "UA46000000000026241", 1)])
     size = log.max_seq()
+    log.close()
+    # as an older version left it: entries, no leaf hashes (the triggers stop a DELETE)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript("DROP TRIGGER merkle_leaves_no_delete; DELETE FROM merkle_leaves;")
+    conn.close()
+    log = SQLiteLog(db)
     assert _stored(db) == {}
     merkle = MerkleLog(log)
     assert merkle.load() == size
     assert _stored(db) == {e.seq: entry_leaf_hash(e) for e in log.read()}
     # appending continues through the Merkle log, in the same transaction as the entries
-    ledger.merkle = merkle
+    ledger = Ledger(log, lambda: Engine(oblasts, load_catalog(), Policy()), merkle=merkle)
+    ledger.recover()
     ledger.submit([operator("clear", "UA46000000000026241", 2)])
     assert merkle.size == log.max_seq() == len(_stored(db)) > size
     merkle.close()
