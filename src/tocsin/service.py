@@ -42,9 +42,8 @@ from tocsin.ledger import NOTHING, Accepted, Ledger, parse_batch
 from tocsin.model import Event, format_time
 from tocsin.readmodels import AlertHistory
 from tocsin.snapshots import Snapshots
-from tocsin.store import EventLog, open_admin, open_log, open_signing_key
+from tocsin.store import EventLog, open_admin, open_history, open_log, open_signing_key
 from tocsin.store.admin import AdminBackend
-from tocsin.store.history import HistoryStore
 from tocsin.store.merkle import MerkleLog
 from tocsin.threats import load_catalog
 
@@ -191,7 +190,7 @@ class Service:
             self.log, lambda: Engine(self.regions, catalog, self.policy), merkle=self.merkle
         )
         self.bus: Bus = bus if bus is not None else MemoryBus()
-        self.archive = HistoryStore(data_dir / "tocsin.db", self.regions)
+        self.archive = open_history(settings.store, data_dir, self.regions)
         self.history = AlertHistory(self.archive)
         self.snapshots = Snapshots(self.log, data_dir / "snapshots", self.log_key,
                                    prefix=settings.node_id or "snapshot")

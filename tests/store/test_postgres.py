@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,9 +18,10 @@ from tests.cluster.services import fresh_schema, postgres_or_skip
 from tests.servers import eventually
 from tocsin.cluster.lease import LeaderLease, lock_held
 from tocsin.errors import IntegrityError
-from tocsin.store import EventLog, open_admin, open_log, open_signing_key
+from tocsin.store import EventLog, open_admin, open_history, open_log, open_signing_key
 from tocsin.store.admin import AdminBackend
 from tocsin.store.admin_postgres import PostgresAdminStore
+from tocsin.store.history_postgres import PostgresHistoryStore
 from tocsin.store.postgres import LOG_MIGRATIONS, PostgresLog
 
 from .admin_contract import AdminContract
@@ -163,3 +165,31 @@ class TestFencing:
             finally:
                 a.release()
                 b.release()
+
+
+class TestPostgresHistory:
+    """Imported history kept in the store: what one node imports, every node serves."""
+
+    def test_the_history_contract_on_postgres(self, pg_url: str) -> None:
+        from tests.record.test_history import check_history_store
+        from tocsin.geo import load_region_set
+
+        store = open_history(pg_url, "unused", load_region_set("ua-hromadas"))
+        assert isinstance(store, PostgresHistoryStore)
+        check_history_store(store)
+
+    def test_imported_with_store_and_shared(self, pg_url: str, tmp_path: Path) -> None:
+        from tocsin.cli import main
+
+        path = tmp_path / "official_data_en.csv"
+        path.write_text("oblast,raion,hromada,level,started_at,finished_at,source\n"
+                        "Lvivska oblast,,,oblast,2022-03-15 16:10:34+00:00,"
+                        "2022-03-15 16:50:07+00:00,official\n")
+        assert main(["history", "import", str(path), "--store", pg_url]) == 0
+        one, two = open_history(pg_url, "unused"), open_history(pg_url, "other")
+        try:
+            assert one.count() == two.count() == 1
+            assert [i["added"] for i in two.imports()] == [1]
+        finally:
+            one.close()
+            two.close()

@@ -210,7 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
 _PER_NODE = {
     "verify": "check a cluster as outsiders do: tocsin verify --url http://<any node>:<port>",
     "audit": "audit a cluster's log from a node's API, or copy it to a data directory first",
-    "history": "imported history is kept per node: import into each node's --data-dir",
     "cap": "POST the file to /api/v1/cap on any node of the cluster",
 }
 

@@ -112,7 +112,8 @@ def cmd_history_import(args: argparse.Namespace) -> int:
     import time
 
     from tocsin.history_import import RowProblem, read_official
-    from tocsin.store.history import HistoryAlert, HistoryStore
+    from tocsin.store import open_history
+    from tocsin.store.history import HistoryAlert
 
     path = Path(args.file)
     started = time.perf_counter()
@@ -126,7 +127,7 @@ def cmd_history_import(args: argparse.Namespace) -> int:
         err(f"{path}: not UTF-8 CSV text ({exc})")
         return EXIT_INPUT
     total = text.count("\n")
-    store = HistoryStore(Path(args.data_dir) / "tocsin.db")
+    store = open_history(args.store, args.data_dir)
     rows = added = 0
     problems: list[RowProblem] = []
     repaired = 0

@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -58,6 +59,9 @@ class ClusterNode:
         self.nats = nats
         self.node_id = self.node_name(service.settings)
         self.lease = LeaderLease(store)
+        # the lock's session dies after `timeout_s` of silence: its checks get a thread of their
+        # own, so a busy default executor (status polls, ingest look-ups) never starves them
+        self._lease_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tocsin-lease")
         self.state = "starting"  # then follower | leader; "diverged" stops it for good
         self.epoch: int | None = None
         self.position = 0  # the events stream position this node committed up to, as leader
@@ -105,6 +109,7 @@ class ClusterNode:
                     await task
         await self.nats.aclose()
         self.lease.release()
+        self._lease_thread.shutdown(wait=False)
 
     async def sign_head(self) -> TreeHead | None:
         """The leader signs heads; a follower takes up the newest one its tree covers."""
@@ -141,7 +146,8 @@ class ClusterNode:
         if self.state == "diverged":
             return False
         try:
-            return await asyncio.to_thread(self.lease.try_acquire)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._lease_thread, self.lease.try_acquire)
         except StoreError as exc:
             log.warning("leader lock: %s", exc)
             return False
@@ -258,7 +264,8 @@ class ClusterNode:
     async def _keep_lease(self, lost: asyncio.Event) -> None:
         """Keep the lock's session busy (the server ends a silent one); set `lost` when it is
         gone. A task of its own, so a long batch in the writer never looks like silence."""
-        while await asyncio.to_thread(self.lease.check):
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(self._lease_thread, self.lease.check):
             await asyncio.sleep(LEASE_CHECK_S)
         lost.set()
 

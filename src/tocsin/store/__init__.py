@@ -22,10 +22,13 @@ from tocsin.store.sqlite import SQLiteLog
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from tocsin.geo import RegionSet
     from tocsin.store.admin import AdminBackend
+    from tocsin.store.history import SQLHistoryStore
 
 __all__ = ["ClusterState", "EventLog", "LogEntry", "MemoryLog", "Rejection", "SQLiteLog",
-           "SnapshotRecord", "is_postgres_url", "open_admin", "open_log", "open_signing_key"]
+           "SnapshotRecord", "is_postgres_url", "open_admin", "open_history", "open_log",
+           "open_signing_key"]
 
 
 def is_postgres_url(text: str | Path | None) -> bool:
@@ -82,3 +85,18 @@ def open_admin(store: str | None, data_dir: Path | str) -> AdminBackend:
     from tocsin.store.admin import AdminStore
 
     return AdminStore(Path(data_dir) / "admin.db")
+
+
+def open_history(
+    store: str | None, data_dir: Path | str, regions: RegionSet | None = None
+) -> SQLHistoryStore:
+    """Imported alert history: in a PostgreSQL store (shared by a cluster's nodes), else in
+    the data directory's `tocsin.db`."""
+    if is_postgres_url(store):
+        from tocsin.store.history_postgres import PostgresHistoryStore
+
+        assert store is not None
+        return PostgresHistoryStore(store, regions)
+    from tocsin.store.history import HistoryStore
+
+    return HistoryStore(Path(data_dir) / "tocsin.db", regions)
