@@ -193,3 +193,26 @@ class TestPostgresHistory:
         finally:
             one.close()
             two.close()
+
+
+def test_audit_reads_a_cluster_store(pg_url: str, tmp_path: Path) -> None:
+    """`tocsin audit --store`: the shared log's impacts and the shared imported history."""
+    import json
+
+    from tests.engine.helpers import event
+    from tocsin.cli import main
+    from tocsin.engine.core import Engine
+    from tocsin.geo import load_region_set
+    from tocsin.ledger import Ledger
+
+    regions = load_region_set("ua-oblasts")
+    with PostgresLog(pg_url) as log:
+        log.set_meta("regions", "ua-oblasts")
+        ledger = Ledger(log, lambda: Engine(regions))
+        ledger.submit([event("tick", 0), event("impact", 5, position={"lat": 49.84,
+                                                                       "lon": 24.03},
+                                               kind="explosion")])
+    assert main(["audit", "--store", pg_url, "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["impacts"]["impacts"] == summary["impacts"]["silent"] == 1
+    assert main(["audit", "--out", str(tmp_path / "x")]) == 2  # neither --data-dir nor --store

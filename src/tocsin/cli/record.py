@@ -176,11 +176,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     with --attacks, each recorded attack against the imported alert history."""
     from tocsin.audit.report import run_audit, write_outputs
 
+    if args.data_dir is None and args.store is None:
+        err("give --data-dir or --store")
+        return EXIT_INPUT
     attacks = Path(args.attacks) if args.attacks else None
     if attacks is not None and not attacks.is_file():
         err(f"{attacks}: no such file")
         return EXIT_INPUT
-    result = run_audit(Path(args.data_dir), attacks, args.tolerance, region_set=args.regions)
+    result = run_audit(None if args.data_dir is None else Path(args.data_dir), attacks,
+                       args.tolerance, region_set=args.regions, store=args.store)
     write_outputs(result, Path(args.out))
     s = result.summary
     coverage = "n/a" if s["coverage"] is None else f"{100 * s['coverage']:.1f} %"
