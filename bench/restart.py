@@ -1,6 +1,6 @@
 """Restart until `/readyz`: a full replay, then from the snapshot a clean stop leaves.
 
-    python bench/restart.py [--events 200000] [--seed 1]
+    python bench/restart.py [--events 200000] [--seed 1] [--tree 2000000]
 
 A synthetic night of `--events` events (`bench/engine.py`'s generator) is logged into a SQLite
 data directory through a `Ledger` (as `bench/replay.py` does). Then `tocsin serve` is started on
@@ -10,6 +10,11 @@ it twice, each timed from spawn until `/readyz` answers 200, and stopped with SI
    snapshots); its clean stop writes a snapshot at the log's end;
 2. restart: the snapshot is loaded, nothing is left to replay (a crash leaves a tail of at most
    `tocsin.snapshots.SNAPSHOT_EVERY` entries, replayed at the rate of the first start).
+
+What a restart from a snapshot still does in time proportional to the whole log is rebuild the
+Merkle tree from the stored leaf hashes. `--tree N` times that alone (`MerkleLog.load`) on a
+SQLite log of N entries (written directly, entries and their hashes, without an engine), so
+the restart of a log larger than one worth building here can be estimated.
 """
 
 from __future__ import annotations
@@ -57,11 +62,40 @@ def serve(data_dir: Path, log: Path) -> float:
     return ready
 
 
+def tree_load(n: int, tmp: Path) -> dict[str, Any]:
+    """Seconds `MerkleLog.load` takes over an n-entry SQLite log (median of 3)."""
+    from tocsin.store import LogEntry, SQLiteLog
+    from tocsin.store.leaves import entry_leaf_hash
+    from tocsin.store.merkle import MerkleLog
+
+    log = SQLiteLog(tmp / "tree.db")
+    chunk = 50_000
+    for first in range(1, n + 1, chunk):
+        rows = [LogEntry(seq, "event", f'{{"id":"t{seq}","type":"tick","source":"clock"}}',
+                         "clock", f"t{seq}") for seq in range(first, min(first + chunk, n + 1))]
+        log.append(rows, [entry_leaf_hash(e) for e in rows])
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        assert MerkleLog(log).load() == n
+        times.append(time.perf_counter() - started)
+    log.close()
+    return {"tree_entries": n, "tree_load_s": round(sorted(times)[1], 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tree", type=int, help="only time MerkleLog.load over this many entries")
     args = p.parse_args(argv)
+    if args.tree:
+        with tempfile.TemporaryDirectory(prefix="tocsin-tree-") as tmp:
+            result = tree_load(args.tree, Path(tmp))
+        print(table("Merkle tree load", ["entries", "load s"],
+                    [[result["tree_entries"], result["tree_load_s"]]]))
+        write_result("restart-tree", {"machine": machine(), **result})
+        return 0
     with tempfile.TemporaryDirectory(prefix="tocsin-restart-") as tmp:
         data = Path(tmp) / "data"
         data.mkdir()

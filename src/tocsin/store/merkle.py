@@ -108,11 +108,14 @@ class MerkleLog:
     def load(self, progress: Callable[[int], None] | None = None) -> int:
         """Rebuild the tree from stored leaf hashes, hashing entries that have none; its size."""
         last = self.log.max_seq()
-        tree = MerkleTree()
+        leaves = bytearray()
+        count = 0
         for seq, digest in self.log.leaf_hashes(1, last):
-            if seq != tree.size + 1:
+            if seq != count + 1:
                 break
-            tree.append(digest)
+            leaves += digest
+            count += 1
+        tree = MerkleTree.from_leaf_bytes(leaves)
         if self.log.leaf_count() > tree.size:
             raise IntegrityError(
                 f"{self.log.where}: merkle_leaves does not match the log after seq {tree.size} "
