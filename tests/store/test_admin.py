@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tocsin.store.admin import AdminBackend, AdminStore, open_admin
+from tocsin.store import open_admin
+from tocsin.store.admin import AdminBackend, AdminStore
 
 from .admin_contract import AdminContract
 

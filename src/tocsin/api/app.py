@@ -21,9 +21,10 @@ from tocsin.api.feed import ServiceFeed
 from tocsin.api.limits import install_limits
 from tocsin.api.metrics import Metrics
 from tocsin.api.sse import StreamingApp, install_stream
+from tocsin.bootstrap import make_service
 from tocsin.config import Settings
 from tocsin.errors import FieldError, TocsinError, ValidationError
-from tocsin.service import Service, make_service
+from tocsin.service import Service
 
 __all__ = ["create_app"]
 
@@ -110,8 +111,9 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         await signer.start()
         # one deliverer per log: in a cluster, whichever node leads
         dispatcher = svc.leading(lambda: WebhookDispatcher(svc, app.state.metrics))
-        svc.on_publish.append(lambda _envs: dispatcher.wake())
-        dispatcher.start()
+        svc.on_publish.append(
+            lambda _envs: dispatcher.current.wake() if dispatcher.current else None)
+        await svc.start_output(dispatcher)
         demo = start_demo(svc) if settings.demo else None
         await sirens.start(app)  # MQTT siren gateway, when --mqtt names a broker
         try:

@@ -38,8 +38,7 @@ from tocsin.audit.coverage import (
     summarise_impacts,
 )
 from tocsin.errors import OperationalError
-from tocsin.store.history import HistoryStore
-from tocsin.store.sqlite import SQLiteLog
+from tocsin.store import EventLog, open_history, open_log
 
 __all__ = ["OBLAST_NAMES", "AuditResult", "read_attacks", "run_audit", "svg_bars",
            "svg_histogram", "write_outputs"]
@@ -80,29 +79,36 @@ def _iso(seconds: float | None) -> str:
 
 
 def run_audit(
-    data_dir: Path, attacks: Path | None, tolerance_s: float, *, region_set: str | None = None
+    data_dir: Path | None, attacks: Path | None, tolerance_s: float, *,
+    region_set: str | None = None, store: str | None = None,
 ) -> AuditResult:
-    """Audit a data directory's logged impacts and, given a table, recorded attacks."""
-    db = data_dir / "tocsin.db"
-    if not db.is_file():
-        raise OperationalError(f"{data_dir}: no log here (expected {db})")
-    log = SQLiteLog(db)
+    """Audit a data directory's (or a cluster store's) logged impacts and, given a table,
+    recorded attacks against the imported history."""
+    if store is None:
+        if data_dir is None:
+            raise OperationalError("give a data directory or a store")
+        db = data_dir / "tocsin.db"
+        if not db.is_file():
+            raise OperationalError(f"{data_dir}: no log here (expected {db})")
+    where = store or data_dir
+    assert where is not None
+    log = open_log(where)
     try:
         impacts = _log_impacts(log, region_set)
     finally:
         log.close()
     summary: dict[str, Any] = {"tolerance_s": tolerance_s}
     results: list[CaseResult] = []
-    store = HistoryStore(db)
+    history = open_history(store, where)
     try:
-        span = store.span()
+        span = history.span()
         summary["history"] = {
-            "alerts": store.count(), "first_start": _iso(span[0]) if span else None,
-            "last_end": _iso(span[1]) if span else None, "imports": store.imports(),
+            "alerts": history.count(), "first_start": _iso(span[0]) if span else None,
+            "last_end": _iso(span[1]) if span else None, "imports": history.imports(),
         }
         if attacks is not None:
             cases, skipped = attack_cases(read_attacks(attacks), span)
-            spans = [AlertSpan(a.region, a.started_s, a.ended_s) for a in store.alerts()]
+            spans = [AlertSpan(a.region, a.started_s, a.ended_s) for a in history.alerts()]
             results = cover(cases, spans, tolerance_s)
             summary.update(summarise_cases(results, tolerance_s, OBLAST_NAMES))
             summary["attack_table"] = {"file": attacks.name, "rows_skipped": dict(skipped)}
@@ -110,12 +116,12 @@ def run_audit(
             summary.update({"attacks_considered": 0, "covered": 0, "coverage": None,
                             "median_lead_s": None})
     finally:
-        store.close()
+        history.close()
     summary["impacts"] = summarise_impacts(impacts)
     return AuditResult(summary, results, impacts)
 
 
-def _log_impacts(log: SQLiteLog, region_set: str | None) -> list[ImpactResult]:
+def _log_impacts(log: EventLog, region_set: str | None) -> list[ImpactResult]:
     """Impacts of the log; the region set (slow to load) only when there are impacts."""
     from tocsin.geo import DEFAULT_REGION_SET, RegionSet, load_region_set
 

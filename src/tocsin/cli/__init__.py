@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="impacts and recorded attacks against alerts",
                        description=cmd_audit.__doc__)
-    p.add_argument("--data-dir", required=True, help="the data directory to audit")
+    p.add_argument("--data-dir", help="the data directory to audit (or --store)")
     p.add_argument("--attacks", metavar="FILE",
                    help="attack table (missile_attacks_daily.csv, plain or gzipped)")
     p.add_argument("--tolerance", type=duration, default=1800.0,
@@ -255,8 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands whose --data-dir holds something kept per node, not in a cluster's shared store.
 _PER_NODE = {
     "verify": "check a cluster as outsiders do: tocsin verify --url http://<any node>:<port>",
-    "audit": "audit a cluster's log from a node's API, or copy it to a data directory first",
-    "history": "imported history is kept per node: import into each node's --data-dir",
     "cap": "POST the file to /api/v1/cap on any node of the cluster",
 }
 
