@@ -24,6 +24,7 @@ from tocsin.cli.edge import cmd_stream_edge
 from tocsin.cli.engine import cmd_regions_list, cmd_regions_locate, cmd_replay, cmd_simulate
 from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify, cmd_witness
 from tocsin.cli.regions import cmd_regions_check
+from tocsin.cli.scenario import add_parsers as add_scenario_parsers
 from tocsin.cli.server import cmd_keys_create, cmd_keys_list, cmd_keys_revoke, cmd_serve
 from tocsin.cli.standards import cmd_cap_import, cmd_siren_sim, cmd_sirens_import, cmd_sirens_list
 from tocsin.errors import (
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.set_defaults(func=cmd_siren_sim)
 
+    add_scenario_parsers(sub)
     _add_store_options(parser)
     return parser
 
