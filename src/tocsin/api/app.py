@@ -101,7 +101,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tocsin.api.log import HeadSigner
-        from tocsin.demo import start_demo
+        from tocsin.demo import DEFAULT_SCENARIO, start_demo
         from tocsin.outputs.webhooks import WebhookDispatcher
 
         await svc.start()
@@ -112,7 +112,8 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         dispatcher = svc.leading(lambda: WebhookDispatcher(svc, app.state.metrics))
         svc.on_publish.append(lambda _envs: dispatcher.wake())
         dispatcher.start()
-        demo = start_demo(svc) if settings.demo else None
+        demo = start_demo(svc, scenario=settings.demo_scenario or DEFAULT_SCENARIO,
+                          speed=settings.demo_speed) if settings.demo else None
         await sirens.start(app)  # MQTT siren gateway, when --mqtt names a broker
         try:
             yield

@@ -75,8 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="require a key for reads too")
     p.add_argument("--mode", choices=("actual", "exercise", "test"),
                    help="deployment mode (CAP status); default actual")
-    p.add_argument("--demo", action="store_true",
-                   help="play the bundled night-wave scenario in real time (an exercise)")
+    p.add_argument("--demo", nargs="?", const="", metavar="NAME|FILE|record:YYYY-MM-DD",
+                   help="play a drill in a loop, marked as an exercise (default: the bundled "
+                        "record day)")
+    p.add_argument("--speed", type=float, metavar="X",
+                   help="with --demo: play X times faster than real time (default 1)")
     p.add_argument("--log-key", metavar="PATH",
                    help="Ed25519 key (PEM) signing the log's tree heads (default: "
                         "~/.config/tocsin/keys/<fingerprint>.key, made on first start; the "

@@ -28,7 +28,7 @@ import random
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -229,7 +229,7 @@ class _Sampler:
 
 
 def build_day(
-    rows: list[tuple[int, Mapping[str, str]]],
+    rows: Sequence[tuple[int, Mapping[str, str]]],
     day: date,
     *,
     catalog: Catalog,
