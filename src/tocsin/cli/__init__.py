@@ -21,6 +21,8 @@ from tocsin.cli.common import (
     longitude,
 )
 from tocsin.cli.edge import cmd_stream_edge
+from tocsin.cli.counterfactual import add_parser as add_counterfactual_parser
+from tocsin.cli.counterfactual import rewrite_argv
 from tocsin.cli.engine import cmd_regions_list, cmd_regions_locate, cmd_replay, cmd_simulate
 from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify, cmd_witness
 from tocsin.cli.regions import cmd_regions_check
@@ -203,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_history_import)
 
     p = sub.add_parser("audit", help="impacts and recorded attacks against alerts",
-                       description=cmd_audit.__doc__)
+                       description=cmd_audit.__doc__,
+                       epilog="tocsin audit counterfactual --help: generated record days "
+                              "against the official alerts")
     p.add_argument("--data-dir", required=True, help="the data directory to audit")
     p.add_argument("--attacks", metavar="FILE",
                    help="attack table (missile_attacks_daily.csv, plain or gzipped)")
@@ -253,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_siren_sim)
 
     add_scenario_parsers(sub)
+    add_counterfactual_parser(sub)
     _add_store_options(parser)
     return parser
 
@@ -293,7 +298,7 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tocsin` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(rewrite_argv(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_INPUT
