@@ -26,6 +26,7 @@ from tocsin.cli.counterfactual import rewrite_argv
 from tocsin.cli.engine import cmd_regions_list, cmd_regions_locate, cmd_replay, cmd_simulate
 from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify, cmd_witness
 from tocsin.cli.regions import cmd_regions_check
+from tocsin.cli.report import add_parser as add_report_parser
 from tocsin.cli.scenario import add_parsers as add_scenario_parsers
 from tocsin.cli.server import cmd_keys_create, cmd_keys_list, cmd_keys_revoke, cmd_serve
 from tocsin.cli.standards import cmd_cap_import, cmd_siren_sim, cmd_sirens_import, cmd_sirens_list
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_scenario_parsers(sub)
     add_counterfactual_parser(sub)
+    add_report_parser(sub)
     _add_store_options(parser)
     return parser
 
@@ -266,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 _PER_NODE = {
     "verify": "check a cluster as outsiders do: tocsin verify --url http://<any node>:<port>",
     "audit": "audit a cluster's log from a node's API, or copy it to a data directory first",
+    "report": "copy a cluster's log to a data directory first",
     "history": "imported history is kept per node: import into each node's --data-dir",
     "cap": "POST the file to /api/v1/cap on any node of the cluster",
 }

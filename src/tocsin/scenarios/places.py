@@ -149,8 +149,17 @@ def _oblast_code(name: str) -> str | None:
     return OBLASTS.get(head.strip())
 
 
-def _stem(text: str) -> str:
-    return re.sub(r"[^a-z]", "", text.casefold())[:5]
+def _letters(text: str) -> str:
+    return re.sub(r"[^a-z]", "", text.casefold())
+
+
+def _common(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def resolve_target(text: str, regions: RegionSet) -> list[TargetArea]:
@@ -199,10 +208,16 @@ def _target_part(part: str, regions: RegionSet) -> TargetArea:
         return _country(part, regions, known=False)
     detail = detail.strip()
     if detail.casefold().endswith(" raion"):
-        stem = _stem(detail[: -len(" raion")])
+        # the record's "Kryvyi Rih Raion" is the regions' "Kryvorizkyi": the raion whose name
+        # shares the longest start (at least 4 letters) with it
+        stem = _letters(detail[: -len(" raion")])
+        best, best_n = None, 3
         for child in regions.children(oblast):
-            if _stem(regions.get(child).name) == stem:
-                return TargetArea(part, tuple(sorted(regions.leaves_under(child))))
+            n = _common(stem, _letters(regions.get(child).name))
+            if n > best_n:
+                best, best_n = child, n
+        if best is not None:
+            return TargetArea(part, tuple(sorted(regions.leaves_under(best))))
     return TargetArea(part, _leaves(regions, [oblast]))
 
 
