@@ -60,7 +60,7 @@ def test_summary_is_printed_against_the_record(
 
 
 def _check_day(rows: list[tuple[int, dict[str, str]]], day: date, ua: RegionSet,
-               report_s: float = 120.0) -> None:
+               report_s: float = 600.0) -> None:
     """A built day agrees with the record's figures and is a valid, time-ordered event file."""
     result = build_day(rows, day, catalog=CATALOG, regions=ua, report_s=report_s)
     s = result.summary
