@@ -72,6 +72,10 @@ def cmd_audit_counterfactual(args: argparse.Namespace) -> int:
                                     catalog=load_catalog(), policy=policy, seed=args.seed,
                                     report_s=args.report_s, progress=_days_progress(advance))
     names = {r.id: r.name for r in regions.regions.values() if r.parent is None}
+    taken = set(OBLAST_NAMES.values())
+    # Kyiv city would share the name of Kyiv oblast's exonym
+    names = {k: f"{v} (city)" if v in taken and k not in OBLAST_NAMES else v
+             for k, v in names.items()}
     names.update(OBLAST_NAMES)
     summary: dict[str, Any] = summarise(results, names)
     summary["settings"] = {
