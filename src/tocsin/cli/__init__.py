@@ -20,9 +20,9 @@ from tocsin.cli.common import (
     latitude,
     longitude,
 )
-from tocsin.cli.edge import cmd_stream_edge
 from tocsin.cli.counterfactual import add_parser as add_counterfactual_parser
 from tocsin.cli.counterfactual import rewrite_argv
+from tocsin.cli.edge import cmd_stream_edge
 from tocsin.cli.engine import cmd_regions_list, cmd_regions_locate, cmd_replay, cmd_simulate
 from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify, cmd_witness
 from tocsin.cli.regions import cmd_regions_check
