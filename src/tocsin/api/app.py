@@ -102,7 +102,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tocsin.api.log import HeadSigner
-        from tocsin.demo import start_demo
+        from tocsin.demo import DEFAULT_SCENARIO, start_demo
         from tocsin.outputs.webhooks import WebhookDispatcher
 
         await svc.start()
@@ -114,7 +114,8 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         svc.on_publish.append(
             lambda _envs: dispatcher.current.wake() if dispatcher.current else None)
         await svc.start_output(dispatcher)
-        demo = start_demo(svc) if settings.demo else None
+        demo = start_demo(svc, scenario=settings.demo_scenario or DEFAULT_SCENARIO,
+                          speed=settings.demo_speed) if settings.demo else None
         await sirens.start(app)  # MQTT siren gateway, when --mqtt names a broker
         try:
             yield

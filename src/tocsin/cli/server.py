@@ -9,6 +9,7 @@ from typing import Any
 
 from tocsin.cli.common import (
     EXIT_CHECK,
+    EXIT_INPUT,
     EXIT_OK,
     admin_store,
     err,
@@ -27,10 +28,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tocsin.cli.runner import Server, tune_gc
     from tocsin.config import settings_from_env
 
+    if args.demo:
+        from tocsin.demo import check_scenario
+        from tocsin.errors import TocsinError
+
+        try:
+            check_scenario(args.demo)
+        except (TocsinError, OSError, ValueError) as exc:
+            err(f"--demo: {exc}")
+            return EXIT_INPUT
+    if args.speed is not None and not 0 < args.speed <= 1000:
+        err(f"--speed: {args.speed} is not in (0, 1000]")
+        return EXIT_INPUT
     settings = settings_from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, regions=args.regions,
         policy=args.policy, private=args.private or None, mode=args.mode,
-        demo=args.demo or None,
+        demo=True if args.demo is not None else None,
+        demo_scenario=args.demo or None, demo_speed=args.speed,
         log_key=args.log_key, witnesses=args.witnesses,
         mqtt_url=args.mqtt,
         store=args.store, bus=args.bus, node_id=args.node_id, cluster_name=args.cluster_name,
