@@ -75,6 +75,7 @@ from tocsin.errors import (
 )
 from tocsin.ledger import Accepted, replay_into
 from tocsin.model import dumps, format_time, parse_time
+from tocsin.modes import ACTUAL, stamp
 from tocsin.service import Service, SubmitResult, wall_now
 from tocsin.store.base import EventLog, LogEntry
 from tocsin.store.postgres import (
@@ -107,6 +108,8 @@ def envelopes_of(
     entries: Sequence[LogEntry],
     published: str,
     cause: Callable[[int], LogEntry] | None = None,
+    *,
+    mode: str = ACTUAL,
 ) -> list[dict[str, Any]]:
     """The transitions among `entries` as the envelopes streams get (as `Service.backlog`).
 
@@ -128,7 +131,7 @@ def envelopes_of(
             times[seq] = (_event_time(ev.obj()), ev.recorded_at)
         env["cause_time"], env["decided_at"] = times[seq]
         env["log_index"] = entry.seq - 1
-        env["published_at"] = published
+        stamp(env, published_at=published, mode=mode)
         out.append(env)
     return out
 
@@ -454,7 +457,8 @@ class ClusterService(Service):
             return []
         self.tree.follow(entries, hashes)
         self.ledger.next_seq = end + 1
-        return envelopes_of(entries, format_time(self.clock()), self._entry)
+        return envelopes_of(entries, format_time(self.clock()), self._entry,
+                            mode=self.settings.mode)
 
     def _entry(self, seq: int) -> LogEntry:
         (entry,) = self.pg.read(seq, seq)
@@ -558,7 +562,8 @@ class ClusterService(Service):
         end = self.ledger.next_seq - 1
         if last < end:
             entries = await asyncio.to_thread(lambda: list(self.pg.read(last + 1, end)))
-            envelopes = envelopes_of(entries, format_time(self.clock()), self._entry)
+            envelopes = envelopes_of(entries, format_time(self.clock()), self._entry,
+                                     mode=self.settings.mode)
             for start in range(0, len(envelopes), 1000):
                 await self.nats.publish(envelopes[start:start + 1000])
             if envelopes:
@@ -637,7 +642,8 @@ class ClusterService(Service):
         if rejections:
             log.warning("refused %d event(s) after their 202; see GET /api/v1/cluster/rejected",
                         len(rejections))
-        return envelopes_of(pending.entries, recorded, self._entry), used
+        return envelopes_of(pending.entries, recorded, self._entry,
+                            mode=self.settings.mode), used
 
     @contextlib.contextmanager
     def _batching(self, pending: _Pending) -> Iterator[None]:

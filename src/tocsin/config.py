@@ -46,7 +46,11 @@ class Settings:
     webhook_base_backoff_s: float = 0.5
     webhook_max_backoff_s: float = 300.0
     demo: bool = False
-    cap_sender: str = "tocsin@localhost"
+    demo_speed: float = 1.0
+    public_url: str | None = None
+    allow_private_webhooks: bool = False
+    cap_sender: str | None = None
+    cap_embed: bool = False
     mqtt_url: str | None = None
     siren_ack_s: float = 10.0
     log_key: Path | None = None
@@ -102,8 +106,18 @@ SETTINGS: Mapping[str, str] = MappingProxyType(
         "further retry waits twice as long (with jitter), up to webhook_max_backoff_s.",
         "webhook_max_backoff_s": "Longest wait between retries of a failing webhook.",
         "demo": "Play the bundled night-wave scenario in real time (marked as an exercise).",
+        "demo_speed": "How many times faster than real time the demo plays.",
+        "public_url": "The server's public base URL (e.g. https://alerts.example.gov.ua/): "
+        "Atom ids and links of the CAP feed are built from it, never from a request's Host "
+        "(default: http://host:port/).",
+        "allow_private_webhooks": "Let webhook subscriptions target loopback, private, "
+        "link-local and multicast addresses (refused by default, at subscription and again "
+        "at delivery after DNS resolution).",
         "cap_sender": "CAP <sender> of published messages, e.g. alerts@example.gov.ua "
-        "(no spaces, commas, < or &).",
+        "(no spaces, commas, < or &); default: tocsin-<fingerprint of the log key>@<host of "
+        "public_url>, unique per deployment.",
+        "cap_embed": "Embed each CAP message in its Atom entry (as the content), for readers "
+        "that do not follow links.",
         "mqtt_url": "MQTT broker for sirens, e.g. mqtt://127.0.0.1:1883 (unset: sirens off).",
         "siren_ack_s": "Seconds a siren has to acknowledge a command before it is reported "
         "faulty.",

@@ -28,6 +28,7 @@ from tocsin.errors import FieldError, TocsinError, ValidationError
 from tocsin.geo import RegionSet, load_region_set
 from tocsin.ledger import Accepted, Ledger
 from tocsin.model import Transition, format_time, parse_event, parse_time
+from tocsin.modes import stamp as stamp_envelope
 from tocsin.readmodels import AlertHistory
 from tocsin.store import EventLog, open_log, open_merkle, open_signing_key
 from tocsin.store.admin import AdminBackend, open_admin
@@ -190,7 +191,7 @@ class Service:
         if result.envelopes:
             stamp = format_time(self.clock())
             for env in result.envelopes:
-                env["published_at"] = stamp
+                stamp_envelope(env, published_at=stamp, mode=self.settings.mode)
             self.history.apply_many(result.envelopes)
             for hook in self.on_publish:
                 hook(result.envelopes)
@@ -303,7 +304,7 @@ class Service:
                 times[cause] = (_event_time(ev.obj()), ev.recorded_at)
             env["cause_time"], env["decided_at"] = times[cause]
             env["log_index"] = entry.seq - 1  # as live envelopes have it
-            env["published_at"] = published
+            stamp_envelope(env, published_at=published, mode=self.settings.mode)
             out.append(env)
         return out
 

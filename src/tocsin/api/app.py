@@ -60,6 +60,26 @@ class BodyLimit:
             await _too_large(self.limit, send)
 
 
+class ModeHeader:
+    """`X-Tocsin-Mode` on every answer, so even a client that reads no body field sees a drill."""
+
+    def __init__(self, app: ASGIApp, mode: str) -> None:
+        self.app = app
+        self.header = (b"x-tocsin-mode", mode.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def marked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, marked)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -112,7 +132,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         dispatcher = svc.leading(lambda: WebhookDispatcher(svc, app.state.metrics))
         svc.on_publish.append(lambda _envs: dispatcher.wake())
         dispatcher.start()
-        demo = start_demo(svc) if settings.demo else None
+        demo = start_demo(svc, speed=settings.demo_speed) if settings.demo else None
         await sirens.start(app)  # MQTT siren gateway, when --mqtt names a broker
         try:
             yield
@@ -138,6 +158,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     app.state.metrics = Metrics(svc)
     install_stream(app, ServiceFeed(svc), svc.regions, app.state.metrics.streams)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ModeHeader, mode=settings.mode)
 
     @app.exception_handler(TocsinError)
     async def tocsin_error(_request: Request, exc: TocsinError) -> JSONResponse:
@@ -162,9 +183,10 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     app.include_router(cluster.router)
     web.install(app)
 
-    from tocsin.api import cap, compat, sirens
+    from tocsin.api import cap, compat, sirens, ukrainealarm
 
-    for standard in (cap, compat, sirens):  # CAP feed and import, alerts.in.ua API, sirens
+    # CAP feed and import, alerts.in.ua and ukrainealarm APIs (the second reads the first), sirens
+    for standard in (cap, compat, ukrainealarm, sirens):
         standard.install(app, svc)
 
     @app.get("/healthz", tags=["ops"])
