@@ -61,18 +61,21 @@ class Versions:
     only costs their clients one full answer).
     """
 
-    def __init__(self, clock: Callable[[], datetime], limit: int = 20_000) -> None:
-        self.clock = clock
+    def __init__(self, limit: int = 20_000) -> None:
         self.limit = limit
         self._seen: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
 
-    def of(self, key: str, content: bytes) -> tuple[str, datetime]:
-        """The ETag of `content` and the time it first appeared under `key`."""
+    def of(self, key: str, content: bytes, latest: datetime) -> tuple[str, datetime]:
+        """The ETag of `content` and when it appeared under `key`.
+
+        `latest` is when the view last took in a change: content can only have changed then,
+        so that time (not this request's) dates a content seen for the first time.
+        """
         digest = hashlib.blake2b(content, digest_size=12).hexdigest()
         hit = self._seen.get(key)
         if hit is not None and hit[0] == digest:
             return hit
-        found = (digest, self.clock())
+        found = (digest, latest)
         self._seen[key] = found
         self._seen.move_to_end(key)
         while len(self._seen) > self.limit:
@@ -87,7 +90,7 @@ def install(app: FastAPI, service: Service) -> None:
     service.on_recover.append(view.apply)
     service.on_publish.append(view.apply_many)
     app.state.alertsinua = view
-    app.state.alertsinua_versions = Versions(service.clock)
+    app.state.alertsinua_versions = Versions()
 
     @app.exception_handler(CompatError)
     async def compat_error(_request: Request, exc: CompatError) -> JSONResponse:
@@ -129,7 +132,7 @@ def _answer(
     """
     versions: Versions = request.app.state.alertsinua_versions
     raw = _dumps(content)
-    etag, changed = versions.of(request.url.path, raw)
+    etag, changed = versions.of(request.url.path, raw, view.changed_at)
     now = view.clock().astimezone(UTC)
     changed = changed.astimezone(UTC)
     newest = changed.replace(microsecond=0)
