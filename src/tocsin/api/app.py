@@ -183,10 +183,11 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     app.include_router(cluster.router)
     web.install(app)
 
-    from tocsin.api import cap, compat, sirens, ukrainealarm
+    from tocsin.api import cap, compat, oref, sirens, ukrainealarm
 
-    # CAP feed and import, alerts.in.ua and ukrainealarm APIs (the second reads the first), sirens
-    for standard in (cap, compat, ukrainealarm, sirens):
+    # CAP feed and import, alerts.in.ua and ukrainealarm APIs (the second reads the first),
+    # Pikud HaOref's on a set of its areas, sirens
+    for standard in (cap, compat, ukrainealarm, oref, sirens):
         standard.install(app, svc)
 
     @app.get("/healthz", tags=["ops"])
