@@ -190,6 +190,10 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     for standard in (cap, compat, ukrainealarm, oref, sirens):
         standard.install(app, svc)
 
+    from tocsin.api import openapi
+
+    openapi.install(app)
+
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""

@@ -85,8 +85,9 @@ def _not_older(value: str | None, changed: datetime) -> bool:
     return held.tzinfo is not None and held >= changed.replace(microsecond=0)
 
 
-@router.api_route("/cap/feed.atom", methods=["GET", "HEAD"], response_class=Response,
-                  responses={200: {"content": {ATOM_XML: {}}}, 304: {"description": "Current"}})
+@router.head("/cap/feed.atom", response_class=Response, operation_id="cap_feed_head")
+@router.get("/cap/feed.atom", response_class=Response,
+            responses={200: {"content": {ATOM_XML: {}}}, 304: {"description": "Current"}})
 async def cap_feed(
     request: Request,
     limit: int = Query(1000, ge=1, le=1000, description="at most this many newest messages"),
@@ -102,7 +103,8 @@ async def cap_feed(
     return _signed(request, body, ATOM_XML, newest)
 
 
-@router.get("/cap/signing-key.pem", response_class=Response)
+@router.get("/cap/signing-key.pem", response_class=Response,
+            responses={200: {"content": {"application/x-pem-file": {}}}})
 async def cap_signing_key(request: Request, _service: Service = Depends(reader)) -> Response:
     """The Ed25519 public key that checks `X-CAP-Signature` (404 when messages are unsigned)."""
     pem = request.app.state.capfeed.public_key_pem()
@@ -111,9 +113,11 @@ async def cap_signing_key(request: Request, _service: Service = Depends(reader))
     return Response(pem, media_type="application/x-pem-file")
 
 
-@router.api_route("/cap/{identifier}.xml", methods=["GET", "HEAD"], response_class=Response,
-                  responses={200: {"content": {CAP_XML: {}}}, 304: {"description": "Current"},
-                             404: {"description": "No such message"}})
+@router.head("/cap/{identifier}.xml", response_class=Response,
+             operation_id="cap_message_head")
+@router.get("/cap/{identifier}.xml", response_class=Response,
+            responses={200: {"content": {CAP_XML: {}}}, 304: {"description": "Current"},
+                       404: {"description": "No such message"}})
 async def cap_message(
     identifier: str, request: Request, _service: Service = Depends(reader)
 ) -> Response:

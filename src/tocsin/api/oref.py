@@ -41,7 +41,8 @@ def _view(request: Request, _service: Service = Depends(reader)) -> OrefView:
 
 
 @router.get("/WarningMessages/alert/alerts.json", response_class=Response,
-            responses={200: {"content": {"application/json": {}}}})
+            responses={200: {"description": "JSON after a UTF-8 byte-order mark, then CRLF",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def oref_alerts(view: OrefView = Depends(_view)) -> Response:
     """Areas under alert now, in the most urgent category (an empty document when none)."""
     current = view.current()

@@ -167,7 +167,8 @@ async def levels(service: Service = Depends(reader)) -> dict[str, Any]:
     return {**marked(service), "levels": [{"region": r, "level": lv} for r, lv in items]}
 
 
-@router.get("/metrics", tags=["ops"])
+@router.get("/metrics", tags=["ops"], response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     return Response(request.app.state.metrics.render(),
