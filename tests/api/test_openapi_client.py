@@ -122,7 +122,7 @@ def test_every_call_of_a_generated_client(live: tuple[str, str], generated: Any)
     r = run("create_key_api_v1_keys_post", body=models.KeyIn(role="reader", name="gen-reader"))
     assert r.status_code == 201
     r = run("create_subscription_api_v1_subscriptions_post",
-            body=models.SubscriptionIn(url="https://hooks.example.org/tocsin",
+            body=models.SubscriptionIn(url="https://hooks.tocsin.invalid/hook",
                                        regions=[KHARKIV_OBLAST]))
     assert r.status_code == 201, r.content
     sub = r.parsed.additional_properties["id"]
