@@ -80,6 +80,30 @@ class ModeHeader:
         await self.app(scope, receive, marked)
 
 
+class JsonBodies:
+    """Read an API body as JSON when the client did not say what it is.
+
+    `curl -d` labels its body `application/x-www-form-urlencoded`; tocsin takes no forms, and
+    `/api/v1/events` reads any body as JSON, so every JSON endpoint does the same (the CAP
+    import, which takes XML, is left alone).
+    """
+
+    _FORM = b"application/x-www-form-urlencoded"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH")
+                and scope["path"].startswith("/api/") and scope["path"] != "/api/v1/cap"):
+            headers = [(k, v) for k, v in scope.get("headers", ())
+                       if not (k == b"content-type" and v.split(b";")[0].strip() == self._FORM)]
+            if not any(k == b"content-type" for k, _ in headers):
+                headers.append((b"content-type", b"application/json"))
+                scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -159,6 +183,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     install_stream(app, ServiceFeed(svc), svc.regions, app.state.metrics.streams)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ModeHeader, mode=settings.mode)
+    app.add_middleware(JsonBodies)
 
     @app.exception_handler(TocsinError)
     async def tocsin_error(_request: Request, exc: TocsinError) -> JSONResponse:

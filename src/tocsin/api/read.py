@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from shapely.geometry import mapping
 
 from tocsin.api.auth import Principal, authenticate, require
@@ -27,6 +27,12 @@ def reader(request: Request, principal: Principal = Depends(authenticate)) -> Se
         require(principal, "reader")
     service: Service = request.app.state.service
     return service
+
+
+class GeoJSONResponse(JSONResponse):
+    """JSON with the GeoJSON media type (RFC 7946)."""
+
+    media_type = "application/geo+json"
 
 
 def marked(service: Service) -> dict[str, Any]:
@@ -152,12 +158,13 @@ def _tracks(engine: Engine) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-@router.get("/api/v1/tracks/active")
-async def tracks(service: Service = Depends(reader)) -> dict[str, Any]:
-    """Live tracks with their current footprints, as GeoJSON."""
+@router.get("/api/v1/tracks/active", response_class=GeoJSONResponse,
+            responses={200: {"content": {"application/geo+json": {}}}})
+async def tracks(service: Service = Depends(reader)) -> GeoJSONResponse:
+    """Live tracks with their current footprints, as GeoJSON (`application/geo+json`)."""
     result: dict[str, Any] = await service.read(_tracks)
     result.update(marked(service))  # foreign members, as RFC 7946 allows
-    return result
+    return GeoJSONResponse(result)
 
 
 @router.get("/api/v1/levels")
