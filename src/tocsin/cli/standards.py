@@ -120,7 +120,8 @@ def cmd_siren_sim(args: argparse.Namespace) -> int:
 
     import aiomqtt
 
-    from tocsin.outputs.sirens import SimStats, parse_broker_url, simulate_sirens
+    from tocsin.outputs.sirens import parse_broker_url
+    from tocsin.outputs.sirensim import SimStats, simulate_sirens
 
     broker = parse_broker_url(args.broker)
     if args.ids_from:
