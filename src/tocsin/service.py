@@ -111,6 +111,18 @@ class Service:
                 f"{self.settings.data_dir} holds a log decided on region set {stored!r}; "
                 f"start with --regions {stored} (or use another data directory)"
             )
+        # A drill and the real thing never share a log: every copy of a transition (a resumed
+        # stream, a webhook retried after a restart) is marked with the mode of the server
+        # sending it, which must be the mode it was decided in.
+        mode = self.log.get_meta("mode")
+        if mode is None:
+            self.log.set_meta("mode", self.settings.mode)
+        elif mode != self.settings.mode:
+            raise TocsinError(
+                f"{self.settings.data_dir} holds the log of a server in {mode} mode; start "
+                f"with --mode {mode}, or use another data directory for this {self.settings.mode}"
+                " one (--demo runs in exercise mode)"
+            )
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -110,3 +110,16 @@ def test_siren_sim_against_an_unreachable_broker_fails() -> None:
                    "--duration", "5", timeout=60)
     assert done.returncode == 1
     assert "cannot reach the MQTT broker" in done.stderr
+
+
+@pytest.mark.anyio
+async def test_a_drill_and_the_real_thing_never_share_a_log(start: Any) -> None:
+    from tocsin.errors import TocsinError
+
+    async with start(mode="exercise"):
+        pass
+    with pytest.raises(TocsinError, match="exercise mode"):
+        async with start(mode="actual"):
+            pass
+    async with start(mode="exercise"):  # the same mode again is fine
+        pass
