@@ -135,7 +135,11 @@ def test_every_call_of_a_generated_client(live: tuple[str, str], generated: Any)
     r = run("post_cap_api_v1_cap_post", body=file_type(payload=xml))
     assert r.status_code == 202 and r.parsed.regions is not None
 
+    r = run("put_sirens_api_v1_sirens_post",
+            body=[models.SirenIn(id="gen-siren", lat=49.99, lon=36.23)])
+    assert r.status_code == 201
     args: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
+        "delete_siren_api_v1_sirens_siren_id_delete": (("gen-siren",), {}),
         "revoke_key_api_v1_keys_key_id_delete": (("gen-reader",), {}),
         "deliveries_api_v1_subscriptions_sub_id_deliveries_get": ((sub,), {}),
         "delete_subscription_api_v1_subscriptions_sub_id_delete": ((sub,), {}),
