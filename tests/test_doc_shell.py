@@ -25,7 +25,8 @@ BLOCK = re.compile(r"```(?:sh|bash|shell)\n(.*?)```", re.S)
 # (file, first line of the block) -> why it is not run here
 NOT_RUN = {
     ("README.md", "pip install . && tocsin serve"): "installs the package and serves forever",
-    ("README.md", "pip install -e '.[test]' && pytest"): "is the test run itself",
+    ("README.md", "pip install -e '.[test]' -c constraints/test.txt && pytest"):
+    "is the test run itself",
     ("docs/audit-2022-2024.md", "tocsin history import"): "a 20-minute audit: tests/record",
     ("docs/dashboard.md", "tocsin serve --data-dir ./tocsin-data"): "serves forever",
     ("docs/deploy.md", "tocsin keys create --store"): "needs a cluster store: tests/cluster",
