@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from tocsin.model import (
@@ -186,12 +185,14 @@ def _amend(schema: dict[str, Any], routes: list[APIRoute]) -> dict[str, Any]:
     schemas.update(copy.deepcopy(_SCHEMAS))
     components["securitySchemes"] = {"bearerAuth": {
         "type": "http", "scheme": "bearer", "description": "an API key, tk_…"}}
+    seen: set[tuple[str, str]] = set()
     for route in routes:
         calls = _calls(route)
         for method in route.methods or ():
             op = schema["paths"].get(route.path_format, {}).get(method.lower())
             if op is None:
                 continue
+            seen.add((route.path_format, method.lower()))
             optional = bool(calls & set(_OPTIONAL))
             required = not optional and bool(calls & {"authenticate", "admin_service"})
             if optional:
@@ -222,6 +223,20 @@ def _amend(schema: dict[str, Any], routes: list[APIRoute]) -> dict[str, Any]:
                                                                                       "Error")
                 responses[code] = {"description": described,
                                    "content": {"application/json": {"schema": body}}}
+    # operations served outside FastAPI's routing (the bare SSE endpoint): reads, public
+    # unless --private; their errors are tocsin's too
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            if (path, method) in seen or not isinstance(op, dict):
+                continue
+            op["security"] = [{}, {"bearerAuth": []}]
+            responses = op.setdefault("responses", {})
+            for code in sorted({"401", "404", "422", "429", *responses}):
+                if code.startswith("4"):
+                    responses[code] = {
+                        "description": responses.get(code, {}).get("description")
+                        or _REASONS.get(code, "Error"),
+                        "content": {"application/json": {"schema": _ref("Error")}}}
     events = schema["paths"].get("/api/v1/events", {}).get("post")
     if events is not None:
         events["responses"]["409"]["description"] = (
@@ -257,12 +272,13 @@ def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
 def install(app: FastAPI) -> None:
     """Serve the amended document at `/openapi.json` (built once, on first request)."""
 
+    generate = type(app).openapi  # the app class's own (it may add operations of its own)
+    amended: list[dict[str, Any]] = []
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            routes = list(_api_routes(app.routes))
-            base = get_openapi(title=app.title, version=app.version,
-                               description=app.description, routes=app.routes)
-            app.openapi_schema = _amend(base, routes)
-        return app.openapi_schema
+        if not amended:
+            amended.append(_amend(generate(app), list(_api_routes(app.routes))))
+            app.openapi_schema = amended[0]
+        return amended[0]
 
     setattr(app, "openapi", openapi)  # noqa: B010 (FastAPI's documented override)
