@@ -111,8 +111,9 @@ async def test_odd_acknowledgements_are_logged(start: Start, tmp_path: Path,
         r = await api.client.post("/api/v1/sirens", headers=api.auth("admin"),
                                   json=[{"id": sid, "lat": KHARKIV[0], "lon": KHARKIV[1]}])
         assert r.status_code == 201
-        gateway = api.app.state.sirens_output
-        await wait_until(lambda: sid in gateway.sirens and gateway.connected.is_set(),
+        output = api.app.state.sirens_output  # runs on the leader only: this node leads
+        await wait_until(lambda: output.current is not None
+                         and sid in output.current.sirens and output.current.connected.is_set(),
                          what="the gateway to load the siren", timeout=30)
         async with parse_broker_url(broker).client(f"odd-{sid}") as siren:
             await siren.publish(topic(sid, "ack"), b"not json", qos=1)
