@@ -2,7 +2,7 @@
 // snapshot is read and what it brings meanwhile is applied after the snapshot, so no
 // transition falls between the two.
 
-import { api, syncClock, now } from "./api.js";
+import { api, ApiError, syncClock, now, readKey, setReadKey } from "./api.js";
 import { state, apply, setSnapshot } from "./state.js";
 import { t, setLang, applyStatic, onLangChange } from "./i18n.js";
 import * as mapview from "./map.js";
@@ -155,7 +155,7 @@ async function start() {
 
   let info;
   try {
-    info = await api("/api/v1/info");
+    info = await infoWithKey();
     syncClock(info.time);
     state.info = info;
     state.levels = info.levels.map((l) => l.level);
@@ -172,7 +172,11 @@ async function start() {
   addLegend();
   mapview.showLevel();
 
-  connect({ onEnvelope, onStatus: setStatus, lastSeq: () => state.lastSeq });
+  // with a key (a --private server) the stream is opened with single-use tickets
+  const ticket = readKey()
+    ? async () => (await api("/api/v1/stream/ticket", { method: "POST" })).ticket
+    : null;
+  connect({ onEnvelope, onStatus: setStatus, lastSeq: () => state.lastSeq, ticket });
   await waitOpen(3000);
   const [active, levels, tracks, incidents] = await Promise.all([
     api("/api/v1/alerts/active"),
@@ -208,6 +212,38 @@ async function start() {
     renderConsole();
   });
   selectTab(activeTab);
+}
+
+/** The server's info; on a --private server, asks for a key until one is accepted. */
+async function infoWithKey() {
+  for (;;) {
+    try {
+      return await api("/api/v1/info");
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 401) throw err;
+      if (readKey()) {
+        setReadKey(null);
+        $("gate-error").textContent = t("gate.refused", { detail: err.message });
+      }
+    }
+    setReadKey(await askKey());
+  }
+}
+
+function askKey() {
+  const gate = $("key-gate");
+  gate.hidden = false;
+  $("gate-key").focus();
+  return new Promise((resolve) => {
+    $("key-gate-form").onsubmit = (ev) => {
+      ev.preventDefault();
+      const key = $("gate-key").value.trim();
+      if (!key) return;
+      $("gate-key").value = "";
+      gate.hidden = true;
+      resolve(key);
+    };
+  });
 }
 
 let legend = null;
