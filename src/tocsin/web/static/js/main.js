@@ -4,11 +4,12 @@
 
 import { api, ApiError, syncClock, now, readKey, setReadKey } from "./api.js";
 import { state, apply, setSnapshot } from "./state.js";
-import { t, setLang, applyStatic, onLangChange } from "./i18n.js";
+import { t, has, setLang, applyStatic, onLangChange, regionName } from "./i18n.js";
 import * as mapview from "./map.js";
 import * as panel from "./panel.js";
 import { initConsole, toggleRegion, renderConsole, selectionActive } from "./console.js";
 import { connect } from "./stream.js";
+import { loadLabels, initLabels, drawLabels, search } from "./labels.js";
 
 const $ = (id) => document.getElementById(id);
 let activeTab = "alerts";
@@ -160,7 +161,7 @@ async function start() {
     state.info = info;
     state.levels = info.levels.map((l) => l.level);
     showMode(info);
-    await loadRegions(state.levels);
+    await Promise.all([loadRegions(state.levels), loadLabels()]);
   } catch (err) {
     $("loading").textContent = t("load.failed", { error: err.message });
     $("loading").classList.add("error");
@@ -171,6 +172,8 @@ async function start() {
   mapview.addLevelControl();
   addLegend();
   mapview.showLevel();
+  initLabels(mapview.getMap(), mapview.shownLevel);
+  initSearch();
 
   // with a key (a --private server) the stream is opened with single-use tickets
   const ticket = readKey()
@@ -207,6 +210,7 @@ async function start() {
     setStatus($("conn").dataset.state);
     if (state.info) showMode(state.info);
     mapview.relabel();
+    drawLabels();
     addLegend();
     panel.renderAll();
     renderConsole();
@@ -244,6 +248,75 @@ function askKey() {
       resolve(key);
     };
   });
+}
+
+/** The search box: names in either language, any usual spelling; a pick zooms to it. */
+function initSearch() {
+  const input = $("search");
+  const list = $("search-results");
+  let found = [];
+  let active = -1;
+  const close = () => {
+    list.hidden = true;
+    input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
+  };
+  const pick = (lb) => {
+    close();
+    input.value = regionName(state.regions.get(lb.id) || { names: { uk: lb.uk, en: lb.en } });
+    onRegionClick(lb.id, true);
+  };
+  const render = () => {
+    list.replaceChildren();
+    found.forEach((lb, i) => {
+      const li = document.createElement("li");
+      li.id = `search-opt-${i}`;
+      li.setAttribute("role", "option");
+      li.setAttribute("aria-selected", String(i === active));
+      li.dataset.region = lb.id;
+      const region = state.regions.get(lb.id);
+      const parent = region && region.parent ? state.regions.get(region.parent) : null;
+      li.textContent = regionName(region || { names: { uk: lb.uk, en: lb.en } });
+      const small = document.createElement("small");
+      const lvl = has(`level.${lb.level}`) ? t(`level.${lb.level}`) : lb.level;
+      small.textContent = ` ${lvl}${parent ? ` · ${regionName(parent)}` : ""}`;
+      li.append(small);
+      li.onmousedown = (ev) => {
+        ev.preventDefault();
+        pick(lb);
+      };
+      list.append(li);
+    });
+    if (!found.length && input.value.trim().length >= 2) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = t("search.none");
+      list.append(li);
+    }
+    list.hidden = !list.children.length;
+    input.setAttribute("aria-expanded", String(!list.hidden));
+    if (active >= 0) input.setAttribute("aria-activedescendant", `search-opt-${active}`);
+    else input.removeAttribute("aria-activedescendant");
+  };
+  input.addEventListener("input", () => {
+    found = search(input.value);
+    active = found.length ? 0 : -1;
+    render();
+  });
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+      if (!found.length) return;
+      ev.preventDefault();
+      active = (active + (ev.key === "ArrowDown" ? 1 : found.length - 1)) % found.length;
+      render();
+    } else if (ev.key === "Enter") {
+      ev.preventDefault();
+      if (found[active]) pick(found[active]);
+    } else if (ev.key === "Escape") {
+      close();
+    }
+  });
+  input.addEventListener("blur", close);
 }
 
 let legend = null;
@@ -288,6 +361,6 @@ function addLegend() {
 }
 
 // For people (and tests) poking at the page from the developer console.
-window.tocsin = { state, mapview, get map() { return mapview.getMap(); } };
+window.tocsin = { state, mapview, search, get map() { return mapview.getMap(); } };
 
 start();
