@@ -33,7 +33,8 @@ def test_every_region_has_a_label_inside_it(ua: RegionSet) -> None:
 
 
 def labels_on_map(page: Any) -> list[str]:
-    names: list[str] = page.eval_on_selector_all(".region-label", "els => els.map(e => e.textContent)")
+    names: list[str] = page.eval_on_selector_all(".region-label",
+                                                 "els => els.map(e => e.textContent)")
     return names
 
 
