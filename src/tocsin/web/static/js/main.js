@@ -9,6 +9,7 @@ import * as mapview from "./map.js";
 import * as panel from "./panel.js";
 import { initConsole, toggleRegion, renderConsole, selectionActive } from "./console.js";
 import { connect } from "./stream.js";
+import { initHere, here, render as renderHere } from "./here.js";
 import { loadLabels, initLabels, drawLabels, search } from "./labels.js";
 
 const $ = (id) => document.getElementById(id);
@@ -102,6 +103,7 @@ function repaintSoon() {
     paintQueued = false;
     mapview.repaint();
     panel.renderAlerts();
+    renderHere();
   });
 }
 
@@ -200,6 +202,7 @@ async function start() {
   panel.bindPanel(onRegionClick);
   panel.renderAll();
   panel.loadSth();
+  initHere(mapview.getMap());
   document.body.dataset.ready = "true";
 
   setInterval(() => {
@@ -211,6 +214,7 @@ async function start() {
     if (state.info) showMode(state.info);
     mapview.relabel();
     drawLabels();
+    renderHere();
     addLegend();
     panel.renderAll();
     renderConsole();
@@ -361,6 +365,6 @@ function addLegend() {
 }
 
 // For people (and tests) poking at the page from the developer console.
-window.tocsin = { state, mapview, search, get map() { return mapview.getMap(); } };
+window.tocsin = { state, mapview, search, here, get map() { return mapview.getMap(); } };
 
 start();
