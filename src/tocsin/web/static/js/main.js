@@ -365,6 +365,6 @@ function addLegend() {
 }
 
 // For people (and tests) poking at the page from the developer console.
-window.tocsin = { state, mapview, search, here, get map() { return mapview.getMap(); } };
+window.tocsin = { state, mapview, search, here, ingest: (envs) => envs.forEach(onEnvelope), get map() { return mapview.getMap(); } };
 
 start();
