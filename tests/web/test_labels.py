@@ -112,3 +112,17 @@ def test_search_box_on_a_phone_in_ukrainian(server: Server, page_factory: Any) -
     page.wait_for_function("() => tocsin.map.getZoom() >= 8", timeout=5000)
     assert "Кременчу" in page.inner_text("#region-body")
     p.shot()
+
+
+@pytest.mark.browser
+@pytest.mark.serial
+@pytest.mark.parametrize(("param", "locale", "want"), [("uk", "en-GB", "Харківська"),
+                                                       ("en", "uk-UA", "Kharkivska")])
+def test_lang_parameter_overrides_the_browser(server: Server, page_factory: Any, param: str,
+                                              locale: str, want: str) -> None:
+    p: Page = page_factory(server, viewport={"width": 1280, "height": 800}, locale=locale)
+    page = p.page
+    page.goto(f"{server.base}/?lang={param}")
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    assert want in labels_on_map(page)
+    assert page.get_attribute("html", "lang") == param

@@ -343,6 +343,9 @@ let lang = pickLanguage();
 const listeners = [];
 
 function pickLanguage() {
+  // ?lang=uk|en (a link on a poster, a kiosk) overrides the saved choice and the browser's
+  const asked = new URLSearchParams(location.search).get("lang");
+  if (LANGS.includes(asked)) return asked;
   const saved = localStorage.getItem("tocsin.lang");
   if (LANGS.includes(saved)) return saved;
   return (navigator.language || "").toLowerCase().startsWith("uk") ? "uk" : "en";
