@@ -89,6 +89,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/v1/map/regions"): ("reader", "/api/v1/map/regions", None),
     ("GET", "/api/v1/info"): ("reader", "/api/v1/info", None),
     ("GET", "/api/v1/whoami"): ("key", "/api/v1/whoami", None),
+    ("POST", "/api/v1/stream/ticket"): ("key", "/api/v1/stream/ticket", None),
     ("GET", "/api/v1/incidents"): ("reader", "/api/v1/incidents", None),
     ("GET", "/cap/feed.atom"): ("reader", "/cap/feed.atom", None),
     ("GET", "/cap/signing-key.pem"): ("reader", "/cap/signing-key.pem", None),
