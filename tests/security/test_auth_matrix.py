@@ -159,8 +159,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def private(tmp_path: Path) -> AsyncIterator[Api]:
+    # hundreds of deliberate bad keys from one address: give failures a budget to match
     async with running(tmp_path / "data", FakeClock(), private=True, rate_limit=1e6,
-                       rate_burst=1_000_000) as api:
+                       rate_burst=1_000_000, auth_fail_burst=1_000_000) as api:
         yield api
 
 

@@ -52,7 +52,9 @@ def authenticate(request: Request) -> Principal:
     """The caller of a request; 401 for a malformed or unknown key, 429 over a limit.
 
     Failed key attempts are charged to the caller's address in a bucket of their own
-    (`auth_fail_rate`), so keys cannot be guessed at the request rate.
+    (`auth_fail_rate`): past it, a failed attempt gets 429 instead of 401, so keys cannot be
+    tried at the request rate. A valid key is never refused for others' failures: clients
+    behind one address (a NAT, a proxy) are not locked out by a neighbour guessing keys.
     """
     header = request.headers.get("authorization")
     admin: AdminStore = request.app.state.admin
@@ -62,21 +64,18 @@ def authenticate(request: Request) -> Principal:
         principal = Principal(None)
         who = f"ip:{ip}"
     else:
-        failures: RateLimiter = request.app.state.auth_failures
-        wait = failures.peek(ip)
-        if wait:
-            raise HTTPException(429, "too many failed authentication attempts",
-                                headers={"Retry-After": str(max(1, round(wait + 0.5)))})
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            failures.check(ip)
-            raise HTTPException(401, "Authorization must be 'Bearer KEY'",
-                                headers={"WWW-Authenticate": "Bearer"})
-        key = admin.authenticate(token.strip())
+        well_formed = scheme.lower() == "bearer" and bool(token.strip())
+        key = admin.authenticate(token.strip()) if well_formed else None
         if key is None:
-            failures.check(ip)
-            raise HTTPException(401, "unknown or revoked API key",
-                                headers={"WWW-Authenticate": "Bearer"})
+            failures: RateLimiter = request.app.state.auth_failures
+            wait = failures.check(ip)
+            if wait:
+                raise HTTPException(429, "too many failed authentication attempts",
+                                    headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+            reason = "unknown or revoked API key" if well_formed \
+                else "Authorization must be 'Bearer KEY'"
+            raise HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
         principal = Principal(key)
         who = f"key:{key.id}"
     wait = limiter.check(who)
