@@ -48,7 +48,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.serial]
 LONG = os.environ.get("TOCSIN_LONG") == "1"
 EVENTS = 10_000 if LONG else int(os.environ.get("TOCSIN_CLUSTER_EVENTS", "2000"))
 REGIONS = os.environ.get("TOCSIN_CLUSTER_REGIONS", "ua-raions")
-TRANSITION_FIELDS_ADDED = {"cause_time", "decided_at", "log_index", "published_at"}
+TRANSITION_FIELDS_ADDED = {"cause_time", "decided_at", "log_index", "published_at", "mode"}
 
 
 @pytest.fixture()
@@ -159,7 +159,9 @@ def _run(cluster: Cluster, tmp_path: Path, victim_role: str) -> dict[str, Any]:
     logged_transitions = [r[2] for r in rows if r[1] == "transition"]
     simulated = out.read_text().splitlines()
     assert simulated[:len(logged_transitions)] == logged_transitions
-    assert len(logged_transitions) > EVENTS // 10  # the drones did raise alerts
+    # the drones did raise alerts (transitions are material-only: starts, ends and severity
+    # changes, not one update per drone per region)
+    assert sum('"alert_started"' in t for t in logged_transitions) >= 20
 
     # the Merkle log verifies, as an outsider checks it, on a surviving node
     eventually(lambda: (survivors[0].status() or {}).get("log_seq", 0) >= top, "catch-up")
