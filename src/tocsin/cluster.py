@@ -64,7 +64,6 @@ import psycopg
 from tocsin.audit import TreeHead
 from tocsin.bus.nats import Consumed, EventFeed, NatsBus
 from tocsin.config import Settings
-from tocsin.engine.core import to_us
 from tocsin.errors import (
     Fenced,
     IntegrityError,
@@ -74,7 +73,7 @@ from tocsin.errors import (
     ValidationError,
 )
 from tocsin.ledger import Accepted, replay_into
-from tocsin.model import dumps, format_time, parse_time
+from tocsin.model import dumps, format_time, parse_event, parse_time
 from tocsin.service import Service, SubmitResult, wall_now
 from tocsin.store.base import EventLog, LogEntry
 from tocsin.store.postgres import (
@@ -85,6 +84,7 @@ from tocsin.store.postgres import (
     Rejection,
     is_postgres_url,
 )
+from tocsin.trust import Caller, admit, needs_tick
 
 __all__ = ["ClusterService", "envelopes_of"]
 
@@ -341,9 +341,13 @@ class ClusterService(Service):
     # --- ingest --------------------------------------------------------------------------------
 
     async def submit(
-        self, raws: Sequence[Any], *, key_name: str | None = None, tick: bool = False
+        self, raws: Sequence[Any], *, key_name: str | None = None, tick: bool = False,
+        caller: Caller | None = None,
     ) -> SubmitResult:
-        """Check a batch's shape and publish it to the events stream; returns once stored."""
+        """Check a batch's shape and publish it to the events stream; returns once stored.
+
+        Repeated ids are checked against the shared log, track ownership against this node's
+        state (the leader's, milliseconds later)."""
         if tick or not raws:
             return SubmitResult([], [])  # the clock is the leader's
         batch = list(raws)
@@ -354,6 +358,10 @@ class ClusterService(Service):
             raise error
         keys = [(str(r["source"]), str(r["id"])) for r in batch]
         logged = await asyncio.to_thread(self.pg.find_events, keys)
+        await asyncio.get_running_loop().run_in_executor(
+            self._writer, lambda: admit(caller, [parse_event(r) for r in batch],
+                                        live=self._track_sources, find=lambda *k: logged.get(k),
+                                        body_at=self._body_at))
         fresh = [i for i, key in enumerate(keys) if key not in logged]
         acks = await self.nats.publish_events([batch[i] for i in fresh], key_name)
         by_index = dict(zip(fresh, acks, strict=True))
@@ -591,7 +599,7 @@ class ClusterService(Service):
         pending.prefetch((str(raw.get("source")), str(raw.get("id")))
                          for _, raw, _ in decoded if raw is not None)
         deadline = engine.next_deadline()
-        moved = engine.tick_us is None or to_us(now) - engine.tick_us >= 1_000_000
+        moved = needs_tick(now, engine.tick_us, [raw for _, raw, _ in decoded if raw is not None])
         due = deadline is not None and deadline <= now
         fresh = any(m.stream_seq > self.position for m in msgs)
         if not fresh and not due:

@@ -37,10 +37,14 @@ class Accepted:
     stream_seq: int | None = None  # cluster ingest: its place in the events stream (seq 0)
 
 
-def tick_event(when: datetime) -> dict[str, Any]:
-    """The raw tick the shells append to move the engine's clock."""
+def tick_event(when: datetime, *, server: bool = False) -> dict[str, Any]:
+    """The raw tick the shells append to move the engine's clock (`server`: a wall clock's,
+    which no event may then run ahead of; see `Engine.apply`)."""
     stamp = format_time(when)
-    return {"id": f"tick-{stamp}", "type": "tick", "time": stamp, "source": TICK_SOURCE}
+    raw = {"id": f"tick-{stamp}", "type": "tick", "time": stamp, "source": TICK_SOURCE}
+    if server:
+        raw["clock"] = "server"
+    return raw
 
 
 def replay_into(
@@ -125,9 +129,15 @@ class Ledger:
         *,
         key_name: str | None = None,
         recorded_at: str | None = None,
+        admit: Callable[[Sequence[Event]], None] | None = None,
     ) -> list[Accepted]:
-        """Validate, apply and durably append a batch; duplicates are reported, not re-applied."""
+        """Validate, apply and durably append a batch; duplicates are reported, not re-applied.
+
+        `admit(events)`, when given, may refuse the checked batch (before anything is applied).
+        """
         events = self.validate(raws)
+        if admit is not None:
+            admit(events)
         results: list[Accepted] = []
         entries: list[LogEntry] = []
         seen: dict[tuple[str, str], int] = {}
@@ -163,15 +173,17 @@ class Ledger:
         self.next_seq = seq
         return results
 
-    def tick(self, when: datetime, *, recorded_at: str | None = None) -> Accepted:
+    def tick(
+        self, when: datetime, *, recorded_at: str | None = None, server: bool = True
+    ) -> Accepted:
         """Advance the clock to `when` (fires due timers); logged like any event."""
-        return self.submit([tick_event(when)], recorded_at=recorded_at)[0]
+        return self.submit([tick_event(when, server=server)], recorded_at=recorded_at)[0]
 
     def drain(self) -> list[Transition]:
         """Run the clock forward until no timer is pending; the transitions that fired."""
         out: list[Transition] = []
         while (deadline := self.engine.next_deadline()) is not None:
-            out.extend(self.tick(deadline).transitions)
+            out.extend(self.tick(deadline, server=False).transitions)
         return out
 
     def is_tick(self, event: Event) -> bool:

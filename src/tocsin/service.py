@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from tocsin.audit import TreeHead
 from tocsin.bus import Bus, MemoryBus
 from tocsin.config import Settings
-from tocsin.engine.core import Engine, to_us
+from tocsin.engine.core import Engine
 from tocsin.engine.policy import load_policy
 from tocsin.errors import FieldError, TocsinError, ValidationError
 from tocsin.geo import RegionSet, load_region_set
@@ -35,6 +35,7 @@ from tocsin.store.cosignatures import open_cosignatures
 from tocsin.store.history import HistoryStore
 from tocsin.store.merkle import check_canonical
 from tocsin.threats import load_catalog
+from tocsin.trust import Caller, admit, needs_tick
 from tocsin.witness import load_witness_keys
 
 __all__ = ["Service", "SubmitResult", "make_service"]
@@ -180,12 +181,17 @@ class Service:
     # --- writes --------------------------------------------------------------------------------
 
     async def submit(
-        self, raws: Sequence[Any], *, key_name: str | None = None, tick: bool = False
+        self, raws: Sequence[Any], *, key_name: str | None = None, tick: bool = False,
+        caller: Caller | None = None,
     ) -> SubmitResult:
-        """Apply a batch durably (in the writer thread) and publish what it decided."""
+        """Apply a batch durably (in the writer thread) and publish what it decided.
+
+        `caller` (a key) is held to the ownership rules of `tocsin.trust`; the server's own
+        callers (no caller) are not.
+        """
         loop = asyncio.get_running_loop()
         result, error = await loop.run_in_executor(
-            self._writer, self._submit_sync, list(raws), key_name, tick
+            self._writer, self._submit_sync, list(raws), key_name, tick, caller
         )
         if result.envelopes:
             stamp = format_time(self.clock())
@@ -202,7 +208,7 @@ class Service:
         return result
 
     def _submit_sync(
-        self, raws: list[Any], key_name: str | None, tick: bool
+        self, raws: list[Any], key_name: str | None, tick: bool, caller: Caller | None = None
     ) -> tuple[SubmitResult, TocsinError | None]:
         now = self.clock()
         recorded = format_time(now)
@@ -216,7 +222,7 @@ class Service:
                 return SubmitResult([], []), shape_error
         # The engine judges "too far in the future" against its latest tick, so bring it up to
         # the wall clock first; a tick is logged only when the clock really moved.
-        if tick or engine.tick_us is None or to_us(now) - engine.tick_us >= 1_000_000:
+        if tick or needs_tick(now, engine.tick_us, raws):
             res = self.ledger.tick(now, recorded_at=recorded)
             done.append(res)
             times[res.seq] = recorded
@@ -224,13 +230,22 @@ class Service:
         error: TocsinError | None = None
         if raws:
             try:
-                results = self.ledger.submit(raws, key_name=key_name, recorded_at=recorded)
+                results = self.ledger.submit(
+                    raws, key_name=key_name, recorded_at=recorded,
+                    admit=lambda events: admit(caller, events, live=self._track_sources,
+                                               find=self.log.find_event, body_at=self._body_at))
             except TocsinError as exc:
                 error = exc
             for raw, res in zip(raws, results, strict=False):
                 if not res.duplicate:
                     times[res.seq] = format_time(parse_time(raw["time"]))
         return SubmitResult(results, self._envelopes(done + results, times, recorded)), error
+
+    def _track_sources(self, track: str) -> frozenset[str] | None:
+        return self.ledger.engine.track_sources(track)
+
+    def _body_at(self, seq: int) -> Any:
+        return next((e.obj() for e in self.log.read(seq, seq)), None)
 
     def _check_shape(self, raws: list[Any]) -> ValidationError | None:
         """Field errors of a batch that do not depend on the clock (as `Ledger.validate`)."""

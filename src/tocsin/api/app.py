@@ -22,7 +22,7 @@ from tocsin.api.limits import install_limits
 from tocsin.api.metrics import Metrics
 from tocsin.api.sse import StreamingApp, install_stream
 from tocsin.config import Settings
-from tocsin.errors import FieldError, TocsinError, ValidationError
+from tocsin.errors import Conflict, FieldError, TocsinError, ValidationError
 from tocsin.service import Service, make_service
 
 __all__ = ["create_app"]
@@ -89,6 +89,8 @@ def error_body(exc: TocsinError) -> dict[str, Any]:
             "detail": "invalid input",
             "errors": [{"field": e.field, "reason": e.reason} for e in exc.errors],
         }
+    if isinstance(exc, Conflict):
+        return {"detail": str(exc), **exc.details}
     return {"detail": str(exc)}
 
 
