@@ -407,7 +407,7 @@ def parse_event(
         try:
             when = parse_time(raw_time)
         except (ValueError, TypeError) as exc:
-            f.fail("time", str(exc) if "RFC" in str(exc) or "offset" in str(exc) else
+            f.fail("time", str(exc) if any(w in str(exc) for w in ("RFC", "offset", "years")) else
                    f"not an RFC 3339 date-time: {raw_time!r}")
     common: dict[str, Any] = {"id": eid, "source": source, "time": when, "raw": obj}
     event: Event | None = None
