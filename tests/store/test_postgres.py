@@ -17,9 +17,15 @@ from tests.cluster.services import fresh_schema, postgres_or_skip
 from tests.servers import eventually
 from tocsin.errors import Fenced, IntegrityError
 from tocsin.store import EventLog, open_log
-from tocsin.store.admin import AdminBackend, open_admin
-from tocsin.store.admin_postgres import PostgresAdminStore
-from tocsin.store.postgres import LeaderLease, PostgresLog, PostgresMerkleLog, Rejection
+from tocsin.store.admin import AdminBackend, hash_key, open_admin
+from tocsin.store.admin_postgres import ADMIN_MIGRATIONS, PostgresAdminStore
+from tocsin.store.postgres import (
+    LeaderLease,
+    PostgresLog,
+    PostgresMerkleLog,
+    Rejection,
+    migrate,
+)
 
 from .admin_contract import AdminContract
 from .contract import LogContract, event, transition
@@ -91,6 +97,14 @@ class TestPostgresAdmin(AdminContract):
 
     def create_admin(self) -> AdminBackend:
         return PostgresAdminStore(self.url)
+
+    def create_legacy_key(self, name: str, role: str) -> str:
+        key = "tk_legacy-" + name
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            migrate(conn, "admin", ADMIN_MIGRATIONS[:1])  # the tables as version 1 made them
+            conn.execute("INSERT INTO api_keys VALUES (%s,%s,%s,%s,%s,%s)",
+                         ("legacy", name, role, hash_key(key), "2026-01-01T00:00:00Z", None))
+        return key
 
     def test_opened_by_url_and_shared(self) -> None:
         one, two = open_admin(self.url, "unused"), open_admin(self.url, "unused")
