@@ -55,6 +55,11 @@ def test_ingest_and_refusals(cluster: Cluster) -> None:
 
     again = post(node.base, key, event).json()["accepted"][0]  # found in the log: its seq
     assert again["duplicate"] is True and again["seq"] == logged["seq"]
+    # the same id with another body, and a source the key may not use: refused at ingest
+    r = post(node.base, key, {**event, "heading_deg": 1})
+    assert r.status_code == 409 and r.json()["logged_digest"] != r.json()["submitted_digest"]
+    r = post(node.base, key, {**Tracks().next_event(), "source": "radar-x"})
+    assert r.status_code == 403 and "'radar-x'" in r.json()["detail"]
 
     future = {**Tracks().next_event(),
               "time": format_time(datetime.now(UTC) + timedelta(hours=2))}
