@@ -87,7 +87,8 @@ def test_every_node_authenticates_and_signs_alike(cluster: Cluster) -> None:
     a, b = cluster.add(2)
     cluster.start([a, b])
     admin = cluster.create_key("admin")
-    made = httpx.post(a.base + "/api/v1/keys", json={"role": "sensor"},
+    made = httpx.post(a.base + "/api/v1/keys",
+                      json={"role": "sensor", "sources": [f"radar-{k}" for k in range(7)]},
                       headers={"Authorization": f"Bearer {admin}"})
     assert made.status_code == 201, made.text
     r = post(b.base, made.json()["key"], Tracks().next_event())  # a key made on a works on b
