@@ -42,6 +42,7 @@ from tocsin.geo import RegionSet, load_region_set
 from tocsin.ledger import Ledger, replay_into
 from tocsin.model import Event, format_time, parse_event
 from tocsin.store import LogEntry, MemoryLog, SQLiteLog
+from tocsin.store.leaves import entry_leaf_hash
 from tocsin.threats import load_catalog
 from tocsin.threats.tracks import GEOD, advance
 
@@ -256,7 +257,8 @@ def replay(regions: RegionSet, n_events: int, seed: int, tmp: Path) -> dict[str,
     }
     sqlite = SQLiteLog(tmp / "replay.db")
     for i in range(0, len(entries), 20_000):
-        sqlite.append(entries[i : i + 20_000])
+        chunk = entries[i : i + 20_000]
+        sqlite.append(chunk, [entry_leaf_hash(e) for e in chunk])
     for label, log in (("memory", ledger.log), ("sqlite", sqlite)):
         engine = Engine(regions, catalog, Policy())
         start, cpu = time.perf_counter(), time.process_time()

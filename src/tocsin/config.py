@@ -46,6 +46,8 @@ class Settings:
     webhook_base_backoff_s: float = 0.5
     webhook_max_backoff_s: float = 300.0
     demo: bool = False
+    demo_scenario: str = ""
+    demo_speed: float = 1.0
     cap_sender: str = "tocsin@localhost"
     mqtt_url: str | None = None
     siren_ack_s: float = 10.0
@@ -101,7 +103,10 @@ SETTINGS: Mapping[str, str] = MappingProxyType(
         "webhook_base_backoff_s": "Wait before the first retry of a failing webhook; each "
         "further retry waits twice as long (with jitter), up to webhook_max_backoff_s.",
         "webhook_max_backoff_s": "Longest wait between retries of a failing webhook.",
-        "demo": "Play the bundled night-wave scenario in real time (marked as an exercise).",
+        "demo": "Play a drill scenario in a loop, marked as an exercise.",
+        "demo_scenario": "The drill: a bundled name, a .jsonl file or record:YYYY-MM-DD (empty: "
+        "the bundled record day).",
+        "demo_speed": "How many times faster than real time the drill plays.",
         "cap_sender": "CAP <sender> of published messages, e.g. alerts@example.gov.ua "
         "(no spaces, commas, < or &).",
         "mqtt_url": "MQTT broker for sirens, e.g. mqtt://127.0.0.1:1883 (unset: sirens off).",

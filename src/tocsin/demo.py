@@ -1,8 +1,13 @@
-"""`tocsin serve --demo`: play a bundled scenario in real time, marked as an exercise.
+"""`tocsin serve --demo`: play a scenario at the chosen speed, in a loop, marked as an exercise.
 
-The scenario's clock is shifted so its first played event happens now; its `tick` events are
-dropped (a running server ticks itself). Every run gets its own ids — event ids and track ids
-carry a tag made from the start time — so a restarted demo never collides with the
+The scenario is a bundled one (by name), a JSON-lines file, or `record:YYYY-MM-DD`, a day of the
+public attack record built on the spot (`tocsin.scenarios.record`; the table is read from
+`$TOCSIN_ATTACKS`). Its clock is shifted so its first played event happens now, and quiet
+stretches (no event for `QUIET_S` seconds of scenario time) are cut to `SKIP_TO_S` seconds, so
+a drill starts alerting within seconds, not after the minutes a real night takes to build up.
+Its `tick` events are dropped (a running server ticks itself). Every run gets its own ids —
+event ids and track ids carry a tag made from the start time — so a restarted demo never
+collides with the
 de-duplication of the run before, nor continues that run's tracks. Each event also carries the
 extension field `"exercise": true` in the log.
 """
@@ -10,6 +15,7 @@ extension field `"exercise": true` in the log.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,12 +29,18 @@ from tocsin.errors import TocsinError
 from tocsin.model import format_time, parse_time
 from tocsin.service import Service
 
-__all__ = ["DEFAULT_SCENARIO", "Step", "load_scenario", "plan", "run_demo", "start_demo"]
+__all__ = ["DEFAULT_SCENARIO", "QUIET_S", "SKIP_TO_S", "Step", "check_scenario",
+           "load_scenario", "plan", "run_demo", "start_demo"]
 
 log = logging.getLogger("tocsin.demo")
 
-DEFAULT_SCENARIO = "night-wave"
+DEFAULT_SCENARIO = "record-2024-12-25"
 KEY_NAME = "demo"
+RECORD_PREFIX = "record:"
+# A gap this long (scenario seconds) is a quiet stretch; it plays as SKIP_TO_S seconds. Longer
+# than any report interval of a live track, so tracks never jump.
+QUIET_S = 120.0
+SKIP_TO_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +52,70 @@ class Step:
 
 
 def load_scenario(name_or_path: str | Path = DEFAULT_SCENARIO) -> list[dict[str, Any]]:
-    """The events of a bundled scenario (by name) or of a JSON-lines file."""
+    """The events of a bundled scenario (by name), of a JSON-lines file (`.jsonl`, or gzipped
+    `.jsonl.gz`), or of a record day (`record:YYYY-MM-DD`)."""
+    text = str(name_or_path)
+    if text.startswith(RECORD_PREFIX):
+        return _record_day(text[len(RECORD_PREFIX):])
     path = Path(name_or_path)
-    if path.suffix == ".jsonl" and path.is_file():
-        text = path.read_text(encoding="utf-8")
+    if path.name.endswith((".jsonl", ".jsonl.gz")) and path.is_file():
+        raw = path.read_bytes()
     else:
-        text = (resources.files("tocsin") / "scenarios" / f"{name_or_path}.jsonl").read_text(
-            encoding="utf-8"
-        )
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+        root = resources.files("tocsin") / "scenarios"
+        plain, packed = root / f"{text}.jsonl", root / f"{text}.jsonl.gz"
+        if packed.is_file():
+            raw = packed.read_bytes()
+        elif plain.is_file():
+            raw = plain.read_bytes()
+        else:
+            raise TocsinError(f"no scenario {text!r}: not a .jsonl file, a bundled name or "
+                              f"{RECORD_PREFIX}YYYY-MM-DD")
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    lines = raw.decode("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def check_scenario(name_or_path: str | Path) -> None:
+    """Raise `TocsinError` unless `name_or_path` names a scenario `load_scenario` can read
+    (a record day is only checked for its date and the table's presence)."""
+    text = str(name_or_path)
+    if text.startswith(RECORD_PREFIX):
+        import os
+        from datetime import date
+
+        try:
+            date.fromisoformat(text[len(RECORD_PREFIX):])
+        except ValueError:
+            raise TocsinError(f"{text}: not a date YYYY-MM-DD") from None
+        table = os.environ.get("TOCSIN_ATTACKS")
+        if not table or not Path(table).is_file():
+            raise TocsinError(f"{text} needs the attack table: set TOCSIN_ATTACKS to "
+                              "missile_attacks_daily.csv")
+        return
+    load_scenario(name_or_path)
+
+
+def _record_day(day_text: str) -> list[dict[str, Any]]:
+    """A day of the attack record, generated with the default seed and report interval."""
+    import os
+    from datetime import date
+
+    from tocsin.audit.report import read_attacks
+    from tocsin.geo import load_region_set
+    from tocsin.scenarios.record import build_day
+    from tocsin.threats import load_catalog
+
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError:
+        raise TocsinError(f"{RECORD_PREFIX}{day_text}: not a date YYYY-MM-DD") from None
+    table = os.environ.get("TOCSIN_ATTACKS")
+    if not table or not Path(table).is_file():
+        raise TocsinError(f"{RECORD_PREFIX}{day_text} needs the attack table: set "
+                          "TOCSIN_ATTACKS to missile_attacks_daily.csv")
+    rows = list(read_attacks(Path(table)))
+    return build_day(rows, day, catalog=load_catalog(), regions=load_region_set()).events
 
 
 def plan(
@@ -58,8 +125,13 @@ def plan(
     tag: str,
     track_tag: str | None = None,
     speed: float = 1.0,
+    quiet_s: float = QUIET_S,
+    skip_to_s: float = SKIP_TO_S,
 ) -> list[Step]:
     """Shift, rename and group a scenario's events: what to submit, and when.
+
+    Time plays `speed` times faster, except that a gap of more than `quiet_s` scenario seconds
+    between two events plays as `skip_to_s` seconds.
 
     Event ids become `TAG-ID`, track ids `TRACK.TRACK_TAG` (short, since people read them on
     the map). Pure: the same arguments give the same plan. Events whose time does not parse are
@@ -78,10 +150,12 @@ def plan(
     if not timed:
         return []
     timed.sort(key=lambda pair: pair[0])  # stable: the file's order among equal times
-    t0 = timed[0][0]
     steps: list[Step] = []
+    at_s, previous = 0.0, timed[0][0]
     for when, raw in timed:
-        at_s = (when - t0).total_seconds() / speed
+        gap = (when - previous).total_seconds()
+        previous = when
+        at_s += skip_to_s if gap > quiet_s else gap / speed
         event = dict(raw)
         event["id"] = f"{tag}-{raw.get('id')}"
         event["time"] = format_time(start + timedelta(seconds=at_s))
@@ -113,10 +187,13 @@ async def run_demo(
     scenario: str | Path = DEFAULT_SCENARIO,
     speed: float = 1.0,
     repeat: bool = True,
-    pause_s: float = 600.0,
+    pause_s: float = 60.0,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> None:
-    """Play `scenario` in real time (or `speed` times faster), then again after `pause_s`."""
+    """Play `scenario` in real time (or `speed` times faster), then again after `pause_s`.
+
+    Each round is a new run (new ids, new track names) planned from the clock at its start.
+    """
     events = load_scenario(scenario)
     loop = asyncio.get_running_loop()
     while True:

@@ -1,14 +1,18 @@
-"""The engine and its log kept in step: the one place events are accepted.
+"""The engine and its log kept in step: decide, then commit.
 
-Order of work for a batch: validate everything (nothing of a bad batch is applied), give each
-new event the next seq, apply it, put its transitions right after it, and append the whole batch
-in one durable transaction. If the append fails the engine is rebuilt from the log, so memory
-never runs ahead of what is on disk.
+An event is parsed and checked once, at the edge (`parse_batch`: schema, known regions, I-JSON).
+`Ledger.decide` then checks the parsed batch against the engine (nothing of a bad batch is
+applied), gives each new event the next seq, applies it, puts its transitions right after it,
+and returns the entries to write (`Decision`). Writing them is the caller's: the embedded
+service appends them with their leaf hashes (`Ledger.commit`), a cluster leader gathers the
+decisions of a batch of stream messages and appends them with its stream position under its
+epoch. Until `committed()` the engine is ahead of the log; `discard()` rebuilds it from what is
+durable, so memory never runs ahead of what is on disk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,9 +21,10 @@ from tocsin.engine.core import Engine
 from tocsin.errors import FieldError, IntegrityError, ReplayMismatch, ValidationError
 from tocsin.model import Event, Tick, Transition, dumps, format_time, parse_event
 from tocsin.store.base import EventLog, LogEntry
-from tocsin.store.merkle import MerkleLog, check_canonical
+from tocsin.store.leaves import check_canonical
+from tocsin.store.merkle import MerkleLog
 
-__all__ = ["Accepted", "Ledger", "replay_into", "tick_event"]
+__all__ = ["Accepted", "Decision", "Ledger", "parse_batch", "replay_into", "tick_event"]
 
 TICK_SOURCE = "tocsin"
 
@@ -35,6 +40,43 @@ class Accepted:
     transitions: list[Transition] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stream_seq: int | None = None  # cluster ingest: its place in the events stream (seq 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the engine decided for a batch: per-event results and the log entries to write."""
+
+    accepted: list[Accepted]
+    entries: list[LogEntry]
+    cause_times: dict[int, str]  # seq of each new event -> its own time, canonical form
+
+    def __add__(self, other: Decision) -> Decision:
+        return Decision(self.accepted + other.accepted, self.entries + other.entries,
+                        {**self.cause_times, **other.cause_times})
+
+
+NOTHING = Decision([], [], {})
+
+
+def parse_batch(
+    raws: Sequence[Any], *, region_known: Callable[[str], bool] | None = None
+) -> list[Event]:
+    """Parse and check a batch at the edge; raise `ValidationError` naming `[i].field` for
+    each error (schema, known regions, I-JSON), so nothing of a bad batch goes further."""
+    errors: list[FieldError] = []
+    events: list[Event] = []
+    for i, raw in enumerate(raws):
+        prefix = f"[{i}]." if len(raws) > 1 else ""
+        try:
+            event = parse_event(raw, region_known=region_known)
+            check_canonical(raw)
+        except ValidationError as exc:
+            errors.extend(FieldError(prefix + e.field, e.reason) for e in exc.errors)
+            continue
+        events.append(event)
+    if errors:
+        raise ValidationError(errors)
+    return events
 
 
 def tick_event(when: datetime, *, server: bool = False) -> dict[str, Any]:
@@ -83,45 +125,143 @@ def replay_into(
 
 
 class Ledger:
-    """Accepts events into a log and its engine, atomically and idempotently."""
+    """The engine over a log: decides batches of parsed events, idempotently."""
 
     def __init__(
         self, log: EventLog, engine_factory: Callable[[], Engine], *,
         merkle: MerkleLog | None = None,
     ) -> None:
         self.log = log
-        self.merkle = merkle  # when given, appends go through it so the Merkle tree keeps step
+        self.merkle = merkle if merkle is not None else MerkleLog(log)
         self._factory = engine_factory
         self.engine = engine_factory()
-        self.next_seq = 1
+        self.next_seq = 1  # of the next entry decided
+        self.durable_seq = 0  # the last entry known to be in the log
+        self._pending: dict[tuple[str, str], int] = {}  # decided, not committed yet
+
+    def new_engine(self) -> Engine:
+        """A fresh engine of this ledger's configuration."""
+        return self._factory()
 
     def recover(
         self, progress: Callable[[int], None] | None = None, *, end: int | None = None
     ) -> int:
         """Rebuild the engine from the log (up to `end`), checking each transition; the last seq."""
-        self.engine = self._factory()
-        last = replay_into(self.engine, self.log.read(1, end), progress=progress)
+        return self.resume(self._factory(), 0, progress=progress, end=end)
+
+    def resume(
+        self, engine: Engine, after: int, *,
+        progress: Callable[[int], None] | None = None, end: int | None = None,
+    ) -> int:
+        """Take `engine` (as of seq `after`, e.g. from a snapshot) and replay the log after it."""
+        self.engine = engine
+        self._pending.clear()
+        last = replay_into(engine, self.log.read(after + 1, end), progress=progress, after=after)
         self.next_seq = last + 1
+        self.durable_seq = last
         return last
 
+    def follow(self, entries: Sequence[LogEntry]) -> None:
+        """Apply entries another node committed, checking this engine decides the same."""
+        start = self.next_seq
+        replay_into(self.engine, entries, after=start - 1)
+        if entries:
+            self.next_seq = entries[-1].seq + 1
+            self.durable_seq = entries[-1].seq
+
     def validate(self, raws: Sequence[Any]) -> list[Event]:
-        """Parse and check a batch; raise `ValidationError` naming `[i].field` for each error."""
+        """Parse a batch (as the edge does) and check it against the engine."""
+        events = parse_batch(raws, region_known=self.engine.regions.regions.__contains__)
+        self.check(events)
+        return events
+
+    def check(self, events: Sequence[Event]) -> None:
+        """Raise `ValidationError` naming `[i].field` for each event the engine would refuse."""
         errors: list[FieldError] = []
-        events: list[Event] = []
-        known = self.engine.regions.regions.__contains__
-        for i, raw in enumerate(raws):
-            prefix = f"[{i}]." if len(raws) > 1 else ""
+        for i, event in enumerate(events):
             try:
-                event = parse_event(raw, region_known=known)
                 self.engine.check(event)
-                check_canonical(raw)
             except ValidationError as exc:
+                prefix = f"[{i}]." if len(events) > 1 else ""
                 errors.extend(FieldError(prefix + e.field, e.reason) for e in exc.errors)
-                continue
-            events.append(event)
         if errors:
             raise ValidationError(errors)
-        return events
+
+    def decide(
+        self,
+        events: Sequence[Event],
+        *,
+        key_name: str | None = None,
+        recorded_at: str | None = None,
+        known: Mapping[tuple[str, str], int] | None = None,
+        admit: Callable[[Sequence[Event]], None] | None = None,
+    ) -> Decision:
+        """Check a parsed batch, apply it and return the entries to write.
+
+        Duplicates (already logged, decided earlier and not committed yet, or twice in the
+        batch) are reported, not re-applied; `known` answers "already logged" for keys looked
+        up in advance (else the log is asked, once for the batch). The engine is then ahead of
+        the log until `committed()` or `discard()`. `admit(events)`, when given, may refuse
+        the checked batch (sources, ownership, repeated ids) before anything is applied.
+        """
+        self.check(events)
+        if admit is not None:
+            admit(events)
+        if known is None:
+            known = self.log.find_events({e.key for e in events} - self._pending.keys())
+        results: list[Accepted] = []
+        entries: list[LogEntry] = []
+        times: dict[int, str] = {}
+        seq = self.next_seq
+        for event in events:
+            earlier = self._pending.get(event.key) or known.get(event.key)
+            if earlier is not None:
+                results.append(Accepted(event.id, event.source, earlier, True))
+                continue
+            step = self.engine.apply(event, seq)
+            entries.append(
+                LogEntry(seq, "event", dumps(dict(event.raw)), event.source, event.id,
+                         key_name, recorded_at=recorded_at)
+            )
+            entries.extend(
+                LogEntry(t.seq, "transition", t.to_json(), cause_seq=t.cause_seq)
+                for t in step.transitions
+            )
+            self._pending[event.key] = seq
+            times[seq] = format_time(event.time)
+            results.append(
+                Accepted(event.id, event.source, seq, False, step.transitions, step.notes)
+            )
+            seq += 1 + len(step.transitions)
+        self.next_seq = seq
+        return Decision(results, entries, times)
+
+    def decide_tick(
+        self, when: datetime, *, recorded_at: str | None = None, server: bool = True
+    ) -> Decision:
+        """Advance the clock to `when` (fires due timers); `server`: a wall clock's tick."""
+        return self.decide([parse_event(tick_event(when, server=server))],
+                           recorded_at=recorded_at)
+
+    def committed(self) -> None:
+        """What was decided is durable now."""
+        self._pending.clear()
+        self.durable_seq = self.next_seq - 1
+
+    def discard(self) -> None:
+        """What was decided was not written: rebuild the engine from what is durable."""
+        self.recover()
+
+    def commit(self, decision: Decision) -> None:
+        """The embedded way: append a decision with its leaf hashes; on failure, discard."""
+        try:
+            if self.merkle.size != self.durable_seq:
+                self.merkle.load()  # a tree nobody loaded yet (a simulation into a data dir)
+            self.merkle.append(decision.entries)
+        except BaseException:
+            self.discard()
+            raise
+        self.committed()
 
     def submit(
         self,
@@ -131,53 +271,22 @@ class Ledger:
         recorded_at: str | None = None,
         admit: Callable[[Sequence[Event]], None] | None = None,
     ) -> list[Accepted]:
-        """Validate, apply and durably append a batch; duplicates are reported, not re-applied.
+        """Parse, decide and commit a batch (simulations, imports and tests).
 
         `admit(events)`, when given, may refuse the checked batch (before anything is applied).
         """
         events = self.validate(raws)
-        if admit is not None:
-            admit(events)
-        results: list[Accepted] = []
-        entries: list[LogEntry] = []
-        seen: dict[tuple[str, str], int] = {}
-        seq = self.next_seq
-        try:
-            for event in events:
-                earlier = seen.get(event.key) or self.log.find_event(*event.key)
-                if earlier is not None:
-                    results.append(Accepted(event.id, event.source, earlier, True))
-                    continue
-                step = self.engine.apply(event, seq)
-                entries.append(
-                    LogEntry(seq, "event", dumps(dict(event.raw)), event.source, event.id,
-                             key_name, recorded_at=recorded_at)
-                )
-                entries.extend(
-                    LogEntry(t.seq, "transition", t.to_json(), cause_seq=t.cause_seq)
-                    for t in step.transitions
-                )
-                seen[event.key] = seq
-                results.append(
-                    Accepted(event.id, event.source, seq, False, step.transitions, step.notes)
-                )
-                seq += 1 + len(step.transitions)
-            if self.merkle is not None:
-                self.merkle.append(entries)
-            else:
-                self.log.append(entries)
-        except Exception:
-            # memory may be ahead of the disk now: rebuild it from what is durable
-            self.recover()
-            raise
-        self.next_seq = seq
-        return results
+        decision = self.decide(events, key_name=key_name, recorded_at=recorded_at, admit=admit)
+        self.commit(decision)
+        return decision.accepted
 
     def tick(
         self, when: datetime, *, recorded_at: str | None = None, server: bool = True
     ) -> Accepted:
         """Advance the clock to `when` (fires due timers); logged like any event."""
-        return self.submit([tick_event(when, server=server)], recorded_at=recorded_at)[0]
+        decision = self.decide_tick(when, recorded_at=recorded_at, server=server)
+        self.commit(decision)
+        return decision.accepted[0]
 
     def drain(self) -> list[Transition]:
         """Run the clock forward until no timer is pending; the transitions that fired."""

@@ -30,6 +30,8 @@ class AlertArchive(Protocol):
 class AlertHistory:
     """Every alert that started, with its end once it ended, in start order."""
 
+    SNAPSHOT_FIELDS = ("records", "_open", "last_seq")  # its state, for `tocsin.snapshots`
+
     def __init__(self, archive: AlertArchive | None = None) -> None:
         self.archive = archive
         self.records: list[dict[str, Any]] = []

@@ -1,44 +1,56 @@
-"""Wiring of the embedded server: the ledger behind one writer thread, a bus, read models.
+"""Wiring of a node: the log, the ledger behind one writer thread, the bus, the read models.
 
-All writes to the log go through one thread (`_writer`), so the engine sees events in exactly
-the order they are logged and the asyncio loop never blocks on fsync. What the writer decided
-is then published on the bus, from which the SSE stream, webhooks and other outputs read.
+A `Service` is composed of two strategies:
+
+- an *ingest* (`Ingest`): what `submit` does with a batch parsed and checked at the edge. The
+  embedded `LocalIngest` decides and commits it in the writer thread and answers with log seqs;
+  a cluster node's (`tocsin.cluster.ingest`) publishes it to the events stream for the leader;
+- a *role* (`Role`): who writes the log and moves the clock. The embedded `SoleWriter` recovers,
+  ticks and signs heads; a cluster node's (`tocsin.cluster.node`) follows the log and leads
+  when it holds the lock.
+
+All writes to the log go through one thread (`writer`), so the engine sees events in exactly
+the order they are logged and the asyncio loop never blocks on fsync. What was committed is
+handed to `publish` — the one post-commit fan-out: read models, `on_publish` hooks, the bus.
+Envelopes are built in `tocsin.envelopes`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from tocsin.audit import TreeHead
 from tocsin.bus import Bus, MemoryBus
 from tocsin.config import Settings
 from tocsin.engine.core import Engine
 from tocsin.engine.policy import load_policy
-from tocsin.errors import FieldError, TocsinError, ValidationError
+from tocsin.envelopes import envelopes_of, live_envelopes
+from tocsin.errors import TocsinError, ValidationError
 from tocsin.geo import RegionSet, load_region_set
-from tocsin.ledger import Accepted, Ledger
-from tocsin.model import Transition, format_time, parse_event, parse_time
+from tocsin.ledger import NOTHING, Accepted, Ledger, parse_batch
+from tocsin.model import Event, format_time
 from tocsin.readmodels import AlertHistory
-from tocsin.store import EventLog, open_log, open_merkle, open_signing_key
-from tocsin.store.admin import AdminBackend, open_admin
-from tocsin.store.cosignatures import open_cosignatures
-from tocsin.store.history import HistoryStore
-from tocsin.store.merkle import check_canonical
+from tocsin.snapshots import Snapshots
+from tocsin.store import EventLog, open_admin, open_history, open_log, open_signing_key
+from tocsin.store.admin import AdminBackend
+from tocsin.store.merkle import MerkleLog
 from tocsin.threats import load_catalog
 from tocsin.trust import Caller, admit, needs_tick
 from tocsin.witness import load_witness_keys
 
-__all__ = ["Service", "SubmitResult", "make_service"]
+__all__ = ["Ingest", "LeaderOnly", "LocalIngest", "Role", "Service", "SoleWriter",
+           "SubmitResult", "wall_now"]
 
 T = TypeVar("T")
 
@@ -58,8 +70,102 @@ class SubmitResult:
     envelopes: list[dict[str, Any]]
 
 
+class Ingest(Protocol):
+    """What a node does with a batch parsed and checked at the edge."""
+
+    async def submit(
+        self, events: list[Event], *, key_name: str | None, tick: bool,
+        caller: Caller | None = None,
+    ) -> SubmitResult:
+        """Take the batch in; raise `ValidationError` if the engine refuses it."""
+        ...
+
+
+class Role(Protocol):
+    """Who writes the log on this node, and how it starts and stops."""
+
+    name: str
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node writes the log (and runs the leader-only outputs) right now."""
+        ...
+
+    async def start(self) -> None:
+        """Recover from the log and start working; the service is ready when it returns."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop working (the writer and the stores are closed by the service afterwards)."""
+        ...
+
+    async def sign_head(self) -> TreeHead | None:
+        """Sign a head over everything logged, or take up the one the writer signed."""
+        ...
+
+    async def status(self) -> dict[str, Any]:
+        """`GET /api/v1/cluster`."""
+        ...
+
+
+class LeaderOutput(Protocol):
+    """An output that must run on one node only (webhook delivery, the siren gateway)."""
+
+    def start(self) -> Awaitable[None] | None:
+        """Start it."""
+
+    async def stop(self) -> None:
+        """Stop it."""
+
+
+Out = TypeVar("Out", bound=LeaderOutput)
+
+
+class LeaderOnly(Generic[Out]):
+    """An output that runs while this node leads: a fresh one each time it does.
+
+    `current` is the running one (None while this node does not lead); the role calls
+    `activate` and `deactivate` as the lead comes and goes.
+    """
+
+    def __init__(self, make: Callable[[], Out]) -> None:
+        self._make = make
+        self._wanted = False
+        self.current: Out | None = None
+
+    async def start(self, leading: bool) -> None:
+        """Wanted from now on; started at once if this node leads."""
+        self._wanted = True
+        if leading:
+            await self.activate()
+
+    async def stop(self) -> None:
+        """Not wanted any more."""
+        self._wanted = False
+        await self.deactivate()
+
+    async def activate(self) -> None:
+        """This node leads: run a fresh one."""
+        if not self._wanted or self.current is not None:
+            return
+        output = self._make()
+        started = output.start()
+        if inspect.isawaitable(started):
+            await started
+        self.current = output
+
+    async def deactivate(self) -> None:
+        """This node stopped leading: stop the running one."""
+        output, self.current = self.current, None
+        if output is not None:
+            try:
+                await output.stop()
+            except Exception:
+                log.exception("stopping a leader-only output failed")
+
+
 class Service:
-    """One embedded tocsin: log, engine, admin state, bus and read models."""
+    """One tocsin node: log, engine, admin state, bus and read models, with its two strategies."""
 
     def __init__(
         self,
@@ -67,7 +173,10 @@ class Service:
         *,
         bus: Bus | None = None,
         clock: Callable[[], datetime] = wall_now,
+        log: EventLog | None = None,
+        strategies: Callable[[Service], tuple[Ingest, Role]] | None = None,
     ) -> None:
+        """`strategies` makes this node's ingest and role (default: the embedded ones)."""
         self.settings = settings
         self.clock = clock
         self.regions: RegionSet = load_region_set(settings.regions)
@@ -75,31 +184,52 @@ class Service:
         catalog = load_catalog()
         data_dir = Path(settings.data_dir)
         # settings.store picks the backends by URL (PostgreSQL for a cluster), else SQLite files
-        self.log: EventLog = open_log(settings.store or data_dir)
+        self.log: EventLog = log if log is not None else open_log(settings.store or data_dir)
         self.admin: AdminBackend = open_admin(settings.store, data_dir)
         self._check_meta()
-        self.merkle = open_merkle(self.log)
+        self.merkle = MerkleLog(self.log)
         self.log_key = open_signing_key(self.log, settings.log_key, data_dir,
                                         settings.config_dir)
-        self.cosignatures = open_cosignatures(self.log)
         self.witnesses = load_witness_keys(settings.witnesses)
         self.ledger = Ledger(
             self.log, lambda: Engine(self.regions, catalog, self.policy), merkle=self.merkle
         )
         self.bus: Bus = bus if bus is not None else MemoryBus()
-        self.archive = HistoryStore(data_dir / "tocsin.db", self.regions)
+        self.archive = open_history(settings.store, data_dir, self.regions)
         self.history = AlertHistory(self.archive)
+        self.snapshots = Snapshots(self.log, data_dir / "snapshots", self.log_key,
+                                   prefix=settings.node_id or "snapshot")
         self.ready = False
+        self.ready_once = False  # recovered at least once (so a snapshot would be whole)
         self.started_at = time.monotonic()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tocsin-writer")
-        self._ticker: asyncio.Task[None] | None = None
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tocsin-writer")
         self.on_publish: list[Callable[[list[dict[str, Any]]], None]] = []
         self.on_reject: list[Callable[[int], None]] = []
         # Read models fed by on_publish are rebuilt through on_recover: each logged transition,
         # as its JSON object, in log order, before the service is ready.
         self.on_recover: list[Callable[[dict[str, Any]], None]] = []
+        # ...or, when they can be snapshotted, with `add_read_model` (see `tocsin.snapshots`)
+        self.read_models: dict[str, Any] = {}
+        self._replay: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self.add_read_model("history", self.history, self.history.apply_dict)
         self.closing = asyncio.Event()
         self.closing_loop: asyncio.AbstractEventLoop | None = None
+        self._outputs: list[LeaderOnly[Any]] = []
+        self.ingest: Ingest
+        self.role: Role
+        if strategies is None:
+            self.ingest, self.role = LocalIngest(self), SoleWriter(self)
+        else:
+            self.ingest, self.role = strategies(self)
+
+    def add_read_model(
+        self, name: str, model: Any, apply: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Register a read model rebuilt on start from a snapshot (the attributes it names in
+        `SNAPSHOT_FIELDS`) and the log after it (`apply`, each transition's JSON object, in log
+        order). Feeding it live is an `on_publish` hook of its own."""
+        self.read_models[name] = model
+        self._replay[name] = apply
 
     def _check_meta(self) -> None:
         stored = self.log.get_meta("regions")
@@ -115,23 +245,49 @@ class Service:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Rebuild state from the log, then start the clock."""
-        loop = asyncio.get_running_loop()
-        self.closing_loop = loop
-        await loop.run_in_executor(self._writer, self._recover)
-        self.ready = True
-        self._ticker = asyncio.create_task(self._tick_loop(), name="tocsin-ticker")
+        """Rebuild state from the log, then let the role work."""
+        self.closing_loop = asyncio.get_running_loop()
+        await self.role.start()
 
-    def _recover(self) -> None:
+    def recover_sync(self, end: int | None = None) -> int:
+        """Rebuild the engine and read models (in the writer thread): from the newest snapshot
+        whose digest checks, then the log after it, up to `end` (default: what the Merkle tree
+        holds, a prefix every part agrees on while a leader goes on writing); the last seq."""
         self.merkle.load()
-        last = self.ledger.recover()
-        for entry in self.log.read():
-            if entry.kind == "transition":
-                obj = entry.obj()
-                self.history.apply(Transition.from_dict(obj))
-                for hook in self.on_recover:
-                    hook(obj)
-        log.info("recovered %d log entries", last)
+        end = self.merkle.size if end is None else end
+        ledger = self.ledger
+        loaded = self.snapshots.load(ledger.new_engine, self.read_models, end)
+        engine, start = loaded if loaded is not None else (ledger.new_engine(), 0)
+        last = ledger.resume(engine, start, end=end)
+        # the read models of a snapshot skip what they have (each knows its last transition);
+        # `on_recover` ones are fed the whole log
+        models_from = min([start] + [m.last_seq for m in self.read_models.values()])
+        first = 1 if self.on_recover else models_from + 1
+        if first <= last:
+            for entry in self.log.read(first, last):
+                if entry.kind == "transition":
+                    obj = entry.obj()
+                    for apply in self._replay.values():
+                        apply(obj)
+                    for hook in self.on_recover:
+                        hook(obj)
+        log.info("recovered %d log entries (from a snapshot at seq %d)", last, start)
+        self.ready_once = True
+        return last
+
+    async def snapshot(self, *, force: bool = False) -> None:
+        """Take a snapshot when one is due (or now, with `force`): the read models here on the
+        loop that feeds them, then the engine in the writer thread."""
+        ledger = self.ledger
+        seq = ledger.durable_seq
+        if not self.ready_once or seq <= self.snapshots.last_seq:
+            return
+        if not (force or self.snapshots.due(seq)):
+            return
+        models = self.snapshots.capture(self.read_models)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self.writer, lambda: self.snapshots.take(ledger.engine, ledger.durable_seq, models))
 
     def begin_shutdown(self) -> None:
         """Tell long-lived streams to end so a graceful shutdown does not wait on them."""
@@ -139,44 +295,42 @@ class Service:
         self.closing.set()
 
     async def stop(self) -> None:
-        """Stop the clock, let the writer finish, close the stores."""
+        """Stop the role, let the writer finish, close the stores."""
         self.begin_shutdown()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-        self._writer.shutdown(wait=True)
+        await self.role.stop()
+        for output in self._outputs:
+            await output.deactivate()
+        with contextlib.suppress(Exception):  # a clean stop restarts without replaying
+            await self.snapshot(force=True)
+        self.writer.shutdown(wait=True)
         await self.bus.aclose()
         self.merkle.close()
-        self.cosignatures.close()
         self.archive.close()
         self.log.close()
         self.admin.close()
 
-    def leading(self, make: Callable[[], T]) -> T:
-        """An output that must run on one node only (webhook delivery): here, this one.
+    def leading(self, make: Callable[[], Out]) -> LeaderOnly[Out]:
+        """An output that must run on one node only: here while this node writes the log."""
+        output = LeaderOnly(make)
+        self._outputs.append(output)
+        return output
 
-        `make()` builds it (with `start()` and `async stop()`); a cluster node
-        (`tocsin.cluster.ClusterService`) runs a fresh one each time it becomes the leader.
-        """
-        return make()
+    async def start_output(self, output: LeaderOnly[Any]) -> None:
+        """Start a leader-only output (at once when this node leads)."""
+        await output.start(self.role.is_leader)
 
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.tick_s)
-            try:
-                deadline = self.ledger.engine.next_deadline()
-                if deadline is not None and deadline <= self.clock():
-                    await self.submit([], tick=True)
-            except TocsinError:
-                log.exception("tick failed; will retry")
+    async def leadership(self, leading: bool) -> None:
+        """The role gained or lost the lead: start or stop the leader-only outputs."""
+        for output in self._outputs:
+            await (output.activate() if leading else output.deactivate())
 
     async def sign_head(self) -> TreeHead | None:
         """Sign a tree head over everything logged (None if the last one covers it all)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._writer, lambda: self.merkle.sign(self.log_key, self.clock())
-        )
+        return await self.role.sign_head()
+
+    async def status(self) -> dict[str, Any]:
+        """This node, whether it leads, who leads, how far it got."""
+        return await self.role.status()
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -184,103 +338,39 @@ class Service:
         self, raws: Sequence[Any], *, key_name: str | None = None, tick: bool = False,
         caller: Caller | None = None,
     ) -> SubmitResult:
-        """Apply a batch durably (in the writer thread) and publish what it decided.
+        """Parse and check a batch once, here at the edge, and hand it to the ingest.
 
         `caller` (a key) is held to the ownership rules of `tocsin.trust`; the server's own
         callers (no caller) are not.
         """
-        loop = asyncio.get_running_loop()
-        result, error = await loop.run_in_executor(
-            self._writer, self._submit_sync, list(raws), key_name, tick, caller
-        )
-        if result.envelopes:
-            stamp = format_time(self.clock())
-            for env in result.envelopes:
-                env["published_at"] = stamp
-            self.history.apply_many(result.envelopes)
-            for hook in self.on_publish:
-                hook(result.envelopes)
-            await self.bus.publish(result.envelopes)
-        if error is not None:
-            for reject in self.on_reject:
-                reject(len(raws))
-            raise error
-        return result
+        try:
+            events = parse_batch(raws, region_known=self.regions.regions.__contains__)
+        except ValidationError:
+            self.rejected(len(raws))
+            raise  # a malformed batch leaves the log untouched, clock tick included
+        return await self.ingest.submit(events, key_name=key_name, tick=tick, caller=caller)
 
-    def _submit_sync(
-        self, raws: list[Any], key_name: str | None, tick: bool, caller: Caller | None = None
-    ) -> tuple[SubmitResult, TocsinError | None]:
-        now = self.clock()
-        recorded = format_time(now)
-        engine = self.ledger.engine
-        done: list[Accepted] = []
-        times: dict[int, str] = {}
-        if raws:
-            # A malformed batch must leave the log untouched, clock tick included.
-            shape_error = self._check_shape(raws)
-            if shape_error is not None:
-                return SubmitResult([], []), shape_error
-        # The engine judges "too far in the future" against its latest tick, so bring it up to
-        # the wall clock first; a tick is logged only when the clock really moved.
-        if tick or needs_tick(now, engine.tick_us, raws):
-            res = self.ledger.tick(now, recorded_at=recorded)
-            done.append(res)
-            times[res.seq] = recorded
-        results: list[Accepted] = []
-        error: TocsinError | None = None
-        if raws:
-            try:
-                results = self.ledger.submit(
-                    raws, key_name=key_name, recorded_at=recorded,
-                    admit=lambda events: admit(caller, events, live=self._track_sources,
-                                               find=self.log.find_event, body_at=self._body_at))
-            except TocsinError as exc:
-                error = exc
-            for raw, res in zip(raws, results, strict=False):
-                if not res.duplicate:
-                    times[res.seq] = format_time(parse_time(raw["time"]))
-        return SubmitResult(results, self._envelopes(done + results, times, recorded)), error
+    def rejected(self, n: int) -> None:
+        """Count `n` refused events (the `on_reject` hooks)."""
+        for reject in self.on_reject:
+            reject(n)
 
-    def _track_sources(self, track: str) -> frozenset[str] | None:
-        return self.ledger.engine.track_sources(track)
-
-    def _body_at(self, seq: int) -> Any:
-        return next((e.obj() for e in self.log.read(seq, seq)), None)
-
-    def _check_shape(self, raws: list[Any]) -> ValidationError | None:
-        """Field errors of a batch that do not depend on the clock (as `Ledger.validate`)."""
-        known = self.regions.regions.__contains__
-        errors: list[FieldError] = []
-        for i, raw in enumerate(raws):
-            prefix = f"[{i}]." if len(raws) > 1 else ""
-            try:
-                parse_event(raw, region_known=known)
-                check_canonical(raw)
-            except ValidationError as exc:
-                errors.extend(FieldError(prefix + e.field, e.reason) for e in exc.errors)
-        return ValidationError(errors) if errors else None
-
-    @staticmethod
-    def _envelopes(
-        accepted: list[Accepted], times: dict[int, str], decided: str
-    ) -> list[dict[str, Any]]:
-        out = []
-        for res in accepted:
-            for t in res.transitions:
-                env = t.to_dict()
-                env["cause_time"] = times.get(t.cause_seq)
-                env["decided_at"] = decided
-                env["log_index"] = t.seq - 1  # its leaf in the Merkle log
-                out.append(env)
-        return out
+    async def publish(self, envelopes: list[dict[str, Any]]) -> None:
+        """The one post-commit fan-out: read models, `on_publish` hooks, then the bus."""
+        if not envelopes:
+            return
+        self.history.apply_many(envelopes)
+        for hook in self.on_publish:
+            hook(envelopes)
+        await self.bus.publish(envelopes)
 
     # --- reads ---------------------------------------------------------------------------------
 
     async def read(self, fn: Callable[[Engine], Any]) -> Any:
         """Run a read of the engine in the writer thread, so it never sees a half-applied event."""
         loop = asyncio.get_running_loop()
-        engine = self.ledger
-        return await loop.run_in_executor(self._writer, lambda: fn(engine.engine))
+        ledger = self.ledger
+        return await loop.run_in_executor(self.writer, lambda: fn(ledger.engine))
 
     def leaves_for(
         self, region: str | None, lat: float | None, lon: float | None
@@ -298,43 +388,126 @@ class Service:
     ) -> list[dict[str, Any]]:
         """Transitions logged in (`after`, `end`], as envelopes, for resuming streams.
 
-        They carry the provenance of live ones: `cause_time` (the causing event's own time) and
-        `decided_at` (when it was logged) come from the log; `published_at` is now, when this
+        They carry the provenance of live ones (from the log); `published_at` is now, when this
         copy is published again.
         """
-        out: list[dict[str, Any]] = []
-        times: dict[int, tuple[str | None, str | None]] = {}
-        published = format_time(self.clock())
-        for entry in self.log.read(after + 1, end):
-            if entry.kind == "event":
-                times[entry.seq] = (_event_time(entry.obj()), entry.recorded_at)
-                continue
-            env = entry.obj()
-            if leaves is not None and env["region"] not in leaves:
-                continue
-            cause = entry.cause_seq or env["cause_seq"]
-            if cause not in times:
-                (ev,) = self.log.read(cause, cause)
-                times[cause] = (_event_time(ev.obj()), ev.recorded_at)
-            env["cause_time"], env["decided_at"] = times[cause]
-            env["log_index"] = entry.seq - 1  # as live envelopes have it
-            env["published_at"] = published
-            out.append(env)
-        return out
+        return envelopes_of(list(self.log.read(after + 1, end)), format_time(self.clock()),
+                            self.entry, leaves)
+
+    def body_at(self, seq: int) -> Any:
+        """The JSON body of the log entry at `seq` (None if there is none)."""
+        return next((e.obj() for e in self.log.read(seq, seq)), None)
+
+    def entry(self, seq: int) -> Any:
+        """The log entry at `seq`."""
+        (entry,) = self.log.read(seq, seq)
+        return entry
 
 
-def _event_time(raw: dict[str, Any]) -> str | None:
-    """An event's `time` in the canonical form live envelopes use."""
-    try:
-        return format_time(parse_time(raw["time"]))
-    except (KeyError, TypeError, ValueError):
-        return None
+class LocalIngest:
+    """The embedded ingest: decide and commit in the writer thread, answer with log seqs."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def submit(
+        self, events: list[Event], *, key_name: str | None, tick: bool,
+        caller: Caller | None = None,
+    ) -> SubmitResult:
+        """Apply a batch durably (in the writer thread) and publish what it decided."""
+        svc = self.service
+        loop = asyncio.get_running_loop()
+        result, error = await loop.run_in_executor(
+            svc.writer, self.commit_sync, events, key_name, tick, caller)
+        await svc.publish(result.envelopes)
+        await svc.snapshot()
+        if error is not None:
+            svc.rejected(len(events))
+            raise error
+        return result
+
+    def commit_sync(
+        self, events: list[Event], key_name: str | None, tick: bool,
+        caller: Caller | None = None,
+    ) -> tuple[SubmitResult, TocsinError | None]:
+        """Decide a batch (after a clock tick when the clock moved) and commit it at once."""
+        svc = self.service
+        ledger = svc.ledger
+        now = svc.clock()
+        recorded = format_time(now)
+        decision = NOTHING
+        # The engine judges "too far in the future" against its latest tick, so bring it up to
+        # the wall clock first; a tick is logged when the clock really moved, or when an event
+        # is dated after the last tick (so it counts as of its own time, not an older tick's).
+        engine = ledger.engine
+        if tick or needs_tick(now, engine.tick_us, [e.raw for e in events]):
+            decision = ledger.decide_tick(now, recorded_at=recorded)
+        accepted: list[Accepted] = []
+        error: TocsinError | None = None
+        if events:
+            try:
+                mine = ledger.decide(
+                    events, key_name=key_name, recorded_at=recorded,
+                    admit=lambda checked: admit(caller, checked, live=engine.track_sources,
+                                                find=svc.log.find_event, body_at=svc.body_at))
+            except TocsinError as exc:
+                error = exc
+            else:
+                accepted = mine.accepted
+                decision = decision + mine
+        if decision.entries:
+            ledger.commit(decision)
+        return SubmitResult(accepted, live_envelopes(decision, recorded, recorded)), error
 
 
-def make_service(settings: Settings) -> Service:
-    """The service the settings describe: a cluster node when they name a bus, else embedded."""
-    if settings.bus:
-        from tocsin.cluster import ClusterService
+class SoleWriter:
+    """The embedded role: this node alone writes the log, ticks the clock and signs heads."""
 
-        return ClusterService(settings)
-    return Service(settings)
+    name = "embedded"
+    is_leader = True
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Recover from the log, then start the clock."""
+        svc = self.service
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(svc.writer, svc.recover_sync)
+        svc.ready = True
+        self._ticker = asyncio.create_task(self._tick_loop(), name="tocsin-ticker")
+
+    async def stop(self) -> None:
+        """Stop the clock."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    async def _tick_loop(self) -> None:
+        svc = self.service
+        while True:
+            await asyncio.sleep(svc.settings.tick_s)
+            try:
+                deadline = svc.ledger.engine.next_deadline()
+                if deadline is not None and deadline <= svc.clock():
+                    await svc.submit([], tick=True)
+            except TocsinError:
+                log.exception("tick failed; will retry")
+
+    async def sign_head(self) -> TreeHead | None:
+        """Sign in the writer thread."""
+        svc = self.service
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            svc.writer, lambda: svc.merkle.sign(svc.log_key, svc.clock()))
+
+    async def status(self) -> dict[str, Any]:
+        """The one node is its own leader; nothing is refused after a `202`."""
+        import socket
+
+        settings = self.service.settings
+        me = settings.node_id or f"{socket.gethostname()}:{settings.port}"
+        return {"node": me, "is_leader": True, "leader": me, "role": self.name,
+                "log_seq": self.service.ledger.durable_seq, "rejected": 0}

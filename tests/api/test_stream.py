@@ -19,7 +19,9 @@ from tests.api.helpers import (
     event,
     wait_until,
 )
+from tocsin.ledger import parse_batch
 from tocsin.model import TRANSITION_TYPES
+from tocsin.service import LocalIngest
 
 pytestmark = pytest.mark.anyio
 Starter = Callable[..., AbstractAsyncContextManager[Api]]
@@ -54,8 +56,9 @@ async def test_a_batch_durable_before_connect_but_published_after_is_sent(api: A
     # the window between the writer's commit and the publish: a stream opened inside it must
     # still get what is published after it subscribed
     loop = asyncio.get_running_loop()
+    events = parse_batch([drone("W1")])
     result, error = await loop.run_in_executor(
-        api.service._writer, api.service._submit_sync, [drone("W1")], None, False)
+        api.service.writer, LocalIngest(api.service).commit_sync, events, None, False)
     assert error is None and result.envelopes
     async with api.stream() as stream:
         await api.service.bus.publish(result.envelopes)

@@ -201,7 +201,9 @@ async def test_restart_resumes_from_the_cursor(start: Starter) -> None:
             await wait_until(lambda: {r.json["transition"]["seq"] for r in receiver.ok()}
                              >= set(before_restart), what="the backlog after the restart")
             seq = await api.seq()
-            await api.post(drone("D2", 5.0))
+            # from elsewhere in the oblast: a second drone over D1's hromadas is no news
+            await api.post(detection("D2", 5.0, 49.71, 37.61, weapon="shahed-136",
+                                     heading_deg=180))
             after_restart = matching(api, KHARKIV_OBLAST, seq)
             assert after_restart
             everything = before_restart + after_restart

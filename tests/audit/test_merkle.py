@@ -464,3 +464,22 @@ def test_proofs_are_logarithmic() -> None:
         for first in (1, size // 3, size - 1):
             if 0 < first < size:
                 assert len(tree.consistency_proof(first, size)) <= bound + 1
+
+
+def test_a_tree_built_from_leaf_bytes_is_the_appended_tree() -> None:
+    import hashlib as _h
+
+    for n in [*range(0, 70), 255, 256, 257]:
+        hashes = [_h.sha256(str(i).encode()).digest() for i in range(n)]
+        built, appended = MerkleTree.from_leaf_bytes(b"".join(hashes)), MerkleTree()
+        appended.extend(hashes)
+        assert built.size == appended.size == n
+        assert built._levels == appended._levels  # type: ignore[attr-defined]
+        if n:
+            assert built.root() == appended.root()
+            assert built.inclusion_proof(n // 2, n) == appended.inclusion_proof(n // 2, n)
+            built.append(hashes[0])
+            appended.append(hashes[0])
+            assert built.root() == appended.root()
+    with pytest.raises(ValueError):
+        MerkleTree.from_leaf_bytes(b"x" * 33)

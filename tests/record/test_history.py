@@ -13,7 +13,7 @@ import pytest
 
 from tocsin.cli import main
 from tocsin.history_import import RowProblem, load_names, read_official
-from tocsin.store.history import HistoryAlert, HistoryStore
+from tocsin.store.history import HistoryAlert, HistoryStore, SQLHistoryStore
 
 HEADER = "oblast,raion,hromada,level,started_at,finished_at,source\r\n"
 ROWS = [
@@ -110,11 +110,19 @@ def test_the_store_answers_overlaps_and_coarser_regions(tmp_path: Path, ua: obje
     from tocsin.geo import RegionSet
 
     assert isinstance(ua, RegionSet)
-    store = HistoryStore(tmp_path / "tocsin.db", ua)
+    check_history_store(HistoryStore(tmp_path / "tocsin.db", ua))
+
+
+def check_history_store(store: SQLHistoryStore) -> None:
+    """What every history backend answers (the store is closed afterwards)."""
     base = int(datetime(2023, 1, 1, tzinfo=UTC).timestamp())
-    store.add([HistoryAlert(LVIV, "oblast", base, base + 100),
-               HistoryAlert(VASYLKIV, "hromada", base + 50, base + 500),
-               HistoryAlert(OBUKHIV, "raion", base + 1000, base + 1100)])
+    alerts = [HistoryAlert(LVIV, "oblast", base, base + 100),
+              HistoryAlert(VASYLKIV, "hromada", base + 50, base + 500),
+              HistoryAlert(OBUKHIV, "raion", base + 1000, base + 1100)]
+    assert store.add(alerts) == 3
+    assert store.add(alerts[1:]) == 0 and store.count() == 3  # each alert once
+    store.record_import("official_data_en.csv", "ab" * 32, 3, 3, 0)
+    assert [i["file"] for i in store.imports()] == ["official_data_en.csv"]
     assert store.span() == (base, base + 1100)
 
     def ids(**kw: object) -> list[str]:

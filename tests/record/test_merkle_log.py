@@ -117,15 +117,23 @@ def test_recorded_at_is_in_the_leaves_of_a_new_log(oblasts: RegionSet) -> None:
 
 def test_an_older_log_covers_recorded_at_from_its_next_entry(oblasts: RegionSet) -> None:
     log = MemoryLog()
-    ledger = Ledger(log, lambda: Engine(oblasts, load_catalog(), Policy()))
-    ledger.submit([raw("tick", 0)], recorded_at="2030-01-01T00:00:00Z")  # no tree kept then
+    # an entry written by an older version: its leaf hash has no recorded_at, and the log's
+    # metadata says nothing of leaf times
+    tick = raw("tick", 0)
+    old = LogEntry(1, "event", json.dumps(tick), tick["source"], tick["id"],
+                   recorded_at="2030-01-01T00:00:00Z")
+    log.append([old], [entry_leaf_hash(old)])
     before = log.max_seq()
     merkle = MerkleLog(log)
     merkle.load()
     assert merkle.times_from == before + 1 and log.get_meta("leaf_times_from") == str(before + 1)
-    old = next(log.read())
     assert "recorded_at" not in leaf_object(old, merkle.times_from)
     assert MerkleLog(log).times_from == before + 1  # fixed once, not moved by a restart
+    ledger = Ledger(log, lambda: Engine(oblasts, load_catalog(), Policy()), merkle=merkle)
+    ledger.recover()
+    ledger.submit([raw("tick", 1)], recorded_at="2030-01-01T00:00:01Z")
+    new = next(log.read(before + 1, before + 1))
+    assert leaf_object(new, merkle.times_from)["recorded_at"] == "2030-01-01T00:00:01Z"
 
 
 def test_a_log_written_without_leaves_is_caught_up_on_load(
@@ -136,12 +144,19 @@ def test_a_log_written_without_leaves_is_caught_up_on_load(
     ledger = Ledger(log, lambda: Engine(oblasts, load_catalog(), Policy()))
     ledger.submit([raw("tick", 0), operator("raise", "UA46000000000026241", 1)])
     size = log.max_seq()
+    log.close()
+    # as an older version left it: entries, no leaf hashes (the triggers stop a DELETE)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript("DROP TRIGGER merkle_leaves_no_delete; DELETE FROM merkle_leaves;")
+    conn.close()
+    log = SQLiteLog(db)
     assert _stored(db) == {}
     merkle = MerkleLog(log)
     assert merkle.load() == size
     assert _stored(db) == {e.seq: entry_leaf_hash(e) for e in log.read()}
     # appending continues through the Merkle log, in the same transaction as the entries
-    ledger.merkle = merkle
+    ledger = Ledger(log, lambda: Engine(oblasts, load_catalog(), Policy()), merkle=merkle)
+    ledger.recover()
     ledger.submit([operator("clear", "UA46000000000026241", 2)])
     assert merkle.size == log.max_seq() == len(_stored(db)) > size
     merkle.close()

@@ -20,7 +20,6 @@ from tocsin.cli import main
 from tocsin.logkey import public_key_pem
 from tocsin.store import SQLiteLog
 from tocsin.store.base import LogEntry
-from tocsin.store.cosignatures import CosignatureStore
 from tocsin.store.merkle import MerkleLog, entry_leaf_hash
 from tocsin.verify import verify_data_dir
 
@@ -242,10 +241,10 @@ def test_cosignatures_kept_in_the_data_directory_pin_the_tree(
     pem = _witness_pem(tmp_path, w, "w")
     head = _served_head(recorded)
     root = base64.b64decode(head["root_hash"])
-    store = CosignatureStore(path=recorded.db)
-    store.add(head["tree_size"], root,
-              cosign(w, key_id(recorded.public_key), head["tree_size"], root, 1_800_000_000))
-    store.close()
+    with SQLiteLog(recorded.db) as store:
+        store.add_cosignature(
+            head["tree_size"], root,
+            cosign(w, key_id(recorded.public_key), head["tree_size"], root, 1_800_000_000))
     code, out = _cli(recorded, capsys, "--witness-key", str(pem))
     assert code == 0 and f"the tree of {recorded.size} entries co-signed by witness" in out
     seq = next(e.seq for e in _rows(recorded.db) if e.key_name == "duty-key")

@@ -82,6 +82,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/v1/log/proof/consistency"): (
         "reader", "/api/v1/log/proof/consistency?first=1&second=1", None),
     ("GET", "/api/v1/audit/impacts"): ("reader", "/api/v1/audit/impacts", None),
+    ("GET", "/api/v1/audit/report"): ("reader", "/api/v1/audit/report", None),
     ("GET", "/api/v1/cluster"): ("reader", "/api/v1/cluster", None),
     ("GET", "/api/v1/cluster/rejected"): ("reader", "/api/v1/cluster/rejected", None),
     ("GET", "/api/v1/cluster/event"): ("reader", "/api/v1/cluster/event?source=s&id=x", None),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tocsin.store.admin import AdminBackend, AdminStore, hash_key, open_admin
+from tocsin.store import open_admin
+from tocsin.store.admin import AdminBackend, AdminStore, hash_key
 
 from .admin_contract import AdminContract
 

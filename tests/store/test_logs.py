@@ -10,10 +10,16 @@ import pytest
 from tocsin.errors import IntegrityError
 from tocsin.store import EventLog, MemoryLog, SQLiteLog, open_log
 
-from .contract import LogContract, event, transition
+from .contract import LogContract, event, put, transition
+from .merkle_contract import MerkleContract
 
 
 class TestMemoryLog(LogContract):
+    def create_log(self) -> EventLog:
+        return MemoryLog()
+
+
+class TestMemoryMerkle(MerkleContract):
     def create_log(self) -> EventLog:
         return MemoryLog()
 
@@ -29,7 +35,7 @@ class TestSQLiteLog(LogContract):
     def test_reopening_keeps_everything(self) -> None:
         rows = [event(1, "e1", key_name="k"), transition(2, 1), event(3, "e2")]
         with self.create_log() as log:
-            log.append(rows)
+            put(log, rows)
             log.set_meta("policy", "{}")
         with self.create_log() as log:
             assert log.max_seq() == 3
@@ -37,8 +43,8 @@ class TestSQLiteLog(LogContract):
             assert log.find_event("radar-1", "e2") == 3
             assert log.get_meta("policy") == "{}"
             with pytest.raises(IntegrityError):
-                log.append([event(4, "e1")])
-            log.append([event(4, "e3")])
+                put(log, [event(4, "e1")])
+            put(log, [event(4, "e3")])
         with self.create_log() as log:
             assert log.max_seq() == 4
 
@@ -49,7 +55,7 @@ class TestSQLiteLog(LogContract):
     def test_rewriting_history_is_refused_by_the_file_itself(self, sql: str) -> None:
         rows = [event(1, "e1"), transition(2, 1)]
         with self.create_log() as log:
-            log.append(rows)
+            put(log, rows)
         con = sqlite3.connect(self.path)
         try:
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -58,6 +64,18 @@ class TestSQLiteLog(LogContract):
             con.close()
         with self.create_log() as log:
             assert list(log.read()) == rows
+
+
+class TestSQLiteMerkle(MerkleContract):
+    @pytest.fixture(autouse=True)
+    def _where(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "tocsin.db"
+
+    def create_log(self) -> EventLog:
+        return SQLiteLog(self.path)
+
+    def open_again(self, log: EventLog) -> EventLog:
+        return SQLiteLog(self.path)  # (closed with the process; tests are short)
 
 
 def test_open_log_by_url_and_directory(tmp_path: Path) -> None:

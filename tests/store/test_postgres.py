@@ -9,26 +9,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.cluster.services import fresh_schema, postgres_or_skip
 from tests.servers import eventually
-from tocsin.errors import Fenced, IntegrityError
-from tocsin.store import EventLog, open_log
-from tocsin.store.admin import AdminBackend, hash_key, open_admin
+from tocsin.cluster.lease import LeaderLease, lock_held
+from tocsin.errors import IntegrityError
+from tocsin.store import EventLog, open_admin, open_history, open_log, open_signing_key
+from tocsin.store.admin import AdminBackend, hash_key
 from tocsin.store.admin_postgres import ADMIN_MIGRATIONS, PostgresAdminStore
-from tocsin.store.postgres import (
-    LeaderLease,
-    PostgresLog,
-    PostgresMerkleLog,
-    Rejection,
-    migrate,
-)
+from tocsin.store.history_postgres import PostgresHistoryStore
+from tocsin.store.postgres import LOG_MIGRATIONS, PostgresLog, migrate
 
 from .admin_contract import AdminContract
-from .contract import LogContract, event, transition
+from .contract import LogContract, event, put, transition
+from .merkle_contract import MerkleContract
 
 pytestmark = pytest.mark.postgres
 
@@ -55,19 +53,19 @@ class TestPostgresLog(LogContract):
     def test_reopening_keeps_everything_and_migrates_once(self) -> None:
         rows = [event(1, "e1", key_name="k"), transition(2, 1), event(3, "e2")]
         with self.create_log() as log:
-            log.append(rows)
+            put(log, rows)
             log.set_meta("policy", "{}")
         with self.create_log() as log, self.create_log() as other:
             assert list(other.read()) == rows
             assert log.find_event("radar-1", "e2") == 3
             assert log.get_meta("policy") == "{}"
             with pytest.raises(IntegrityError):
-                other.append([event(4, "e1")])
-            other.append([event(4, "e3")])
+                put(other, [event(4, "e1")])
+            put(other, [event(4, "e3")])
             assert log.max_seq() == 4  # another connection's commit is visible at once
         with psycopg.connect(self.url) as conn:
             assert conn.execute("SELECT version FROM tocsin_schema WHERE component = 'log'"
-                                ).fetchone() == (1,)
+                                ).fetchone() == (len(LOG_MIGRATIONS),)
 
     @pytest.mark.parametrize(
         "sql", ["UPDATE log SET body = '{}' WHERE seq = 2", "DELETE FROM log WHERE seq = 2",
@@ -76,18 +74,12 @@ class TestPostgresLog(LogContract):
     def test_rewriting_history_is_refused_by_the_database_itself(self, sql: str) -> None:
         rows = [event(1, "e1"), transition(2, 1)]
         with self.create_log() as log:
-            log.append(rows, leaf_hashes=[b"\0" * 32, b"\1" * 32])
+            log.append(rows, [b"\0" * 32, b"\1" * 32])
         with psycopg.connect(self.url, autocommit=True) as conn:
             with pytest.raises(psycopg.errors.IntegrityError, match="append-only"):
                 conn.execute(sql)  # type: ignore[arg-type]
         with self.create_log() as log:
             assert list(log.read()) == rows
-
-    def test_find_events_in_one_query(self) -> None:
-        with self.create_log() as log:
-            log.append([event(1, "e1"), transition(2, 1), event(3, "e2", source="radar-2")])
-            assert log.find_events([("radar-1", "e1"), ("radar-2", "e2"), ("radar-1", "x")]) \
-                == {("radar-1", "e1"): 1, ("radar-2", "e2"): 3}  # type: ignore[attr-defined]
 
 
 class TestPostgresAdmin(AdminContract):
@@ -117,36 +109,47 @@ class TestPostgresAdmin(AdminContract):
             two.close()
 
 
-class TestFencing:
-    """A deposed leader cannot commit; the stream position moves only with its entries."""
+class TestPostgresMerkle(MerkleContract):
+    @pytest.fixture(autouse=True)
+    def _where(self, pg_url: str) -> None:
+        self.url = pg_url
+        self.opened: list[EventLog] = []
 
-    def test_a_stale_epoch_cannot_commit(self, pg_url: str) -> None:
-        with PostgresLog(pg_url) as log:
-            assert isinstance(log, PostgresLog)
-            first, position = log.take_leadership("node-a")
-            assert position == 0
-            log.commit([event(1, "e1")], epoch=first, position=7)
-            second, position = log.take_leadership("node-b")
-            assert second == first + 1 and position == 7
-            with pytest.raises(Fenced):
-                log.commit([event(2, "e2")], epoch=first, position=9)
-            with pytest.raises(Fenced):  # not even the position alone
-                log.commit([], epoch=first, position=9)
-            assert log.max_seq() == 1 and log.cluster_state()["stream_seq"] == 7
-            log.commit([event(2, "e2")], epoch=second, position=9)
-            assert log.max_seq() == 2 and log.cluster_state()["stream_seq"] == 9
+    def create_log(self) -> EventLog:
+        return PostgresLog(self.url)
+
+    def open_again(self, log: EventLog) -> EventLog:
+        other = PostgresLog(self.url)  # another node on the same store
+        self.opened.append(other)
+        return other
+
+    @pytest.fixture(autouse=True)
+    def _close(self) -> Iterator[None]:
+        yield
+        for log in self.opened:
+            log.close()
+
+    def test_one_signing_key_for_every_node(self) -> None:
+        with PostgresLog(self.url) as one, PostgresLog(self.url) as two:
+            assert one.stored_signing_key(create=False) is None
+            key = open_signing_key(one, None, "unused")
+            assert open_signing_key(two, None, "unused").private_bytes_raw() \
+                == key.private_bytes_raw()
+
+
+class TestFencing:
+    """What only PostgreSQL can show: fenced appends of two nodes ordered by the row lock."""
 
     def test_takeover_waits_for_a_commit_in_flight(self, pg_url: str) -> None:
         """The old leader's commit holds the epoch row: the takeover is ordered after it."""
         with PostgresLog(pg_url) as log:
-            assert isinstance(log, PostgresLog)
-            epoch, _ = log.take_leadership("old")
+            epoch, _ = log.start_epoch("old", "2026-11-25T01:00:00Z")
             with psycopg.connect(pg_url) as conn:  # a commit of "old", paused mid-transaction
                 conn.execute("SELECT epoch FROM cluster WHERE id = 1 FOR UPDATE")
                 conn.execute("UPDATE cluster SET stream_seq = 41 WHERE id = 1")
                 result: list[tuple[int, int]] = []
                 taker = threading.Thread(target=lambda: result.append(
-                    log.take_leadership("new")))
+                    log.start_epoch("new", "2026-11-25T01:00:01Z")))
                 taker.start()
                 taker.join(0.5)
                 assert taker.is_alive()  # blocked behind the commit in flight
@@ -154,34 +157,17 @@ class TestFencing:
             taker.join(10)
             assert result == [(epoch + 1, 41)]
 
-    def test_rejections_are_kept_with_the_position(self, pg_url: str) -> None:
-        with PostgresLog(pg_url) as log:
-            assert isinstance(log, PostgresLog)
-            epoch, _ = log.take_leadership("a")
-            bad = Rejection(3, "radar-1", "e9", "sensor-1", '{"id":"e9"}',
-                            [{"field": "time", "reason": "too far ahead"}], "a", None,
-                            "2026-11-25T01:00:00Z")
-            log.commit([], epoch=epoch, position=3, rejections=[bad])
-            assert log.rejections() == [bad]
-            assert log.rejection("radar-1", "e9") == bad
-            assert log.rejected_count() == 1
-            assert log.cluster_state()["stream_seq"] == 3
-
     def test_one_leader_lock_per_schema(self, pg_url: str) -> None:
         with PostgresLog(pg_url) as log:
-            assert isinstance(log, PostgresLog)
             a, b = LeaderLease(log), LeaderLease(log)
             try:
                 assert a.try_acquire() and a.check()
                 assert not b.try_acquire()
-                assert log.cluster_state()["leader"] is None  # the lock is held, no epoch yet
-                log.take_leadership("a")
-                assert log.cluster_state()["leader"] == "a"
+                assert lock_held(log)
                 a.release()  # as when a's process dies: its session ends
                 assert not a.check()
                 # the server frees the lock as the session's backend exits: moments later
-                eventually(lambda: log.cluster_state()["leader"] is None, "the lock freed", 10,
-                           every=0.01)
+                eventually(lambda: not lock_held(log), "the lock freed", 10, every=0.01)
                 eventually(b.try_acquire, "b to take the lock", 10, every=0.01)
                 assert b.check()
             finally:
@@ -189,29 +175,52 @@ class TestFencing:
                 b.release()
 
 
-class TestMerkle:
-    def test_leaves_and_heads_are_shared(self, pg_url: str) -> None:
-        from datetime import UTC, datetime
+class TestPostgresHistory:
+    """Imported history kept in the store: what one node imports, every node serves."""
 
-        from tocsin.store.postgres import load_store_signing_key
+    def test_the_history_contract_on_postgres(self, pg_url: str) -> None:
+        from tests.record.test_history import check_history_store
+        from tocsin.geo import load_region_set
 
-        with PostgresLog(pg_url) as log:
-            assert isinstance(log, PostgresLog)
-            key = load_store_signing_key(log)
-            assert load_store_signing_key(log).private_bytes_raw() == key.private_bytes_raw()
-            leader, follower = PostgresMerkleLog(log), PostgresMerkleLog(log)
-            leader.load()
-            follower.load()
-            rows = [event(1, "e1"), transition(2, 1), event(3, "e2")]
-            leader.commit(rows[:2])
-            leader.append(rows[2:])
-            head = leader.sign(key, datetime(2026, 11, 25, 1, tzinfo=UTC))
-            assert head is not None and head.tree_size == 3
-            follower.refresh()
-            assert follower.latest is None  # its tree is still empty: no head covers it yet
-            follower.follow(list(log.read()))
-            assert follower.refresh() == head
-            assert follower.tree.root_at(3) == leader.tree.root_at(3)
-            assert follower.heads() == [head]
-            again = PostgresMerkleLog(log)
-            assert again.load() == 3 and again.latest == head
+        store = open_history(pg_url, "unused", load_region_set("ua-hromadas"))
+        assert isinstance(store, PostgresHistoryStore)
+        check_history_store(store)
+
+    def test_imported_with_store_and_shared(self, pg_url: str, tmp_path: Path) -> None:
+        from tocsin.cli import main
+
+        path = tmp_path / "official_data_en.csv"
+        path.write_text("oblast,raion,hromada,level,started_at,finished_at,source\n"
+                        "Lvivska oblast,,,oblast,2022-03-15 16:10:34+00:00,"
+                        "2022-03-15 16:50:07+00:00,official\n")
+        assert main(["history", "import", str(path), "--store", pg_url]) == 0
+        one, two = open_history(pg_url, "unused"), open_history(pg_url, "other")
+        try:
+            assert one.count() == two.count() == 1
+            assert [i["added"] for i in two.imports()] == [1]
+        finally:
+            one.close()
+            two.close()
+
+
+def test_audit_reads_a_cluster_store(pg_url: str, tmp_path: Path) -> None:
+    """`tocsin audit --store`: the shared log's impacts and the shared imported history."""
+    import json
+
+    from tests.engine.helpers import event
+    from tocsin.cli import main
+    from tocsin.engine.core import Engine
+    from tocsin.geo import load_region_set
+    from tocsin.ledger import Ledger
+
+    regions = load_region_set("ua-oblasts")
+    with PostgresLog(pg_url) as log:
+        log.set_meta("regions", "ua-oblasts")
+        ledger = Ledger(log, lambda: Engine(regions))
+        ledger.submit([event("tick", 0), event("impact", 5, position={"lat": 49.84,
+                                                                       "lon": 24.03},
+                                               kind="explosion")])
+    assert main(["audit", "--store", pg_url, "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["impacts"]["impacts"] == summary["impacts"]["silent"] == 1
+    assert main(["audit", "--out", str(tmp_path / "x")]) == 2  # neither --data-dir nor --store

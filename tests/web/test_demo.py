@@ -89,3 +89,62 @@ async def test_run_demo_submits_each_step_as_demo(tmp_path: Path) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def _first_detection_s(events: list[dict[str, Any]], speed: float = 1.0) -> float:
+    steps = plan(events, START, tag="t", speed=speed)
+    return min(s.at_s for s in steps for e in s.events if e["type"] == "detection")
+
+
+@pytest.mark.parametrize("name", ["record-2024-12-25", "night-wave"])
+def test_bundled_drills_detect_within_ten_seconds(name: str) -> None:
+    # night-wave's first detection is 4 minutes into the night: the quiet stretch is cut
+    assert _first_detection_s(load_scenario(name)) <= 10.0
+
+
+def test_default_drill_is_a_record_day() -> None:
+    events = load_scenario()
+    assert events and all(e.get("record_row") for e in events if e["type"] == "detection")
+
+
+def test_quiet_stretches_are_cut_but_reports_keep_their_pace() -> None:
+    from tocsin.demo import QUIET_S, SKIP_TO_S
+
+    quiet = [dict(SCENARIO[1]), dict(SCENARIO[2])]
+    quiet[1]["time"] = "2026-11-25T23:01:00Z"  # two hours after the threat level
+    steps = plan(quiet, START, tag="q")
+    assert [s.at_s for s in steps] == [0.0, SKIP_TO_S]
+    paced = [dict(SCENARIO[2]), dict(SCENARIO[2], id="e3b", time="2026-11-25T21:04:00Z")]
+    assert 60 <= QUIET_S
+    assert [s.at_s for s in plan(paced, START, tag="p")] == [0.0, 60.0]
+    assert [s.at_s for s in plan(paced, START, tag="p", speed=10)] == [0.0, 6.0]
+
+
+def test_record_day_scenario_needs_the_table(monkeypatch: pytest.MonkeyPatch,
+                                             shared_data: Path) -> None:
+    from tocsin.demo import check_scenario
+    from tocsin.errors import TocsinError
+
+    monkeypatch.delenv("TOCSIN_ATTACKS", raising=False)
+    with pytest.raises(TocsinError, match="TOCSIN_ATTACKS"):
+        check_scenario("record:2023-01-23")
+    monkeypatch.setenv("TOCSIN_ATTACKS",
+                       str(shared_data / "missile_attacks" / "missile_attacks_daily.csv.gz"))
+    with pytest.raises(TocsinError, match="not a date"):
+        check_scenario("record:2023-02-30")
+    check_scenario("record:2023-01-23")
+    events = load_scenario("record:2023-01-23")
+    assert _first_detection_s(events) <= 10.0
+    with pytest.raises(TocsinError, match="no scenario"):
+        check_scenario("no-such-drill")
+
+
+def test_serve_refuses_an_unknown_drill_and_a_bad_speed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tocsin.cli import main
+
+    assert main(["serve", "--data-dir", str(tmp_path), "--demo", "no-such-drill"]) == 2
+    assert "--demo: no scenario" in capsys.readouterr().err
+    assert main(["serve", "--data-dir", str(tmp_path), "--demo", "--speed", "0"]) == 2
+    assert "--speed" in capsys.readouterr().err

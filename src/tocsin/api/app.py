@@ -21,9 +21,10 @@ from tocsin.api.feed import ServiceFeed
 from tocsin.api.limits import install_limits
 from tocsin.api.metrics import Metrics
 from tocsin.api.sse import StreamingApp, install_stream
+from tocsin.bootstrap import make_service
 from tocsin.config import Settings
 from tocsin.errors import Conflict, FieldError, TocsinError, ValidationError
-from tocsin.service import Service, make_service
+from tocsin.service import Service
 
 __all__ = ["create_app"]
 
@@ -103,7 +104,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tocsin.api.log import HeadSigner
-        from tocsin.demo import start_demo
+        from tocsin.demo import DEFAULT_SCENARIO, start_demo
         from tocsin.outputs.webhooks import WebhookDispatcher
 
         await svc.start()
@@ -112,9 +113,11 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         await signer.start()
         # one deliverer per log: in a cluster, whichever node leads
         dispatcher = svc.leading(lambda: WebhookDispatcher(svc, app.state.metrics))
-        svc.on_publish.append(lambda _envs: dispatcher.wake())
-        dispatcher.start()
-        demo = start_demo(svc) if settings.demo else None
+        svc.on_publish.append(
+            lambda _envs: dispatcher.current.wake() if dispatcher.current else None)
+        await svc.start_output(dispatcher)
+        demo = start_demo(svc, scenario=settings.demo_scenario or DEFAULT_SCENARIO,
+                          speed=settings.demo_speed) if settings.demo else None
         await sirens.start(app)  # MQTT siren gateway, when --mqtt names a broker
         try:
             yield

@@ -1,4 +1,5 @@
-"""`GET /api/v1/audit/impacts`: recent impacts in the log, each covered by an alert or silent.
+"""`GET /api/v1/audit/impacts`: recent impacts in the log, each covered by an alert or silent;
+`GET /api/v1/audit/report`: the after-action report of a stretch of the log as an offline page.
 
 The auditor (`tocsin.audit.coverage.ImpactAuditor`) is fed the log incrementally: each request
 reads only the entries logged since the previous one, so the cost over a server's life is one
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
 
 from tocsin.api.read import reader
 from tocsin.audit.coverage import ImpactAuditor, summarise_impacts
@@ -20,6 +23,7 @@ from tocsin.service import Service
 __all__ = ["router"]
 
 router = APIRouter(tags=["audit"])
+REPORT_MAX_S = 7 * 86_400  # the longest stretch one report covers
 
 
 class _Impacts:
@@ -63,3 +67,44 @@ async def impacts(
                                if r.region is not None and r.region in service.regions else None)
         out.append(item)
     return {"impacts": out, "summary": summarise_impacts(results)}
+
+
+@router.get("/api/v1/audit/report", response_class=HTMLResponse)
+async def after_action(
+    start: str | None = Query(None, alias="from", description="RFC 3339 (default: 24 h ago)"),
+    end: str | None = Query(None, alias="to", description="RFC 3339 (default: now)"),
+    service: Service = Depends(reader),
+) -> HTMLResponse:
+    """After-action report of [from, to] (at most 7 days): alerts by oblast over time, lead
+    times at impacts, silent impacts, siren faults, detection → publish latency; the page that
+    `tocsin report` writes."""
+    from tocsin.audit.after_action import analyse, render_html
+    from tocsin.errors import FieldError, ValidationError
+    from tocsin.model import parse_time
+
+    now = service.clock()
+    errors: list[FieldError] = []
+    times = {}
+    for field, text, default in (("from", start, now - timedelta(days=1)), ("to", end, now)):
+        try:
+            times[field] = parse_time(text) if text is not None else default
+        except ValueError as exc:
+            errors.append(FieldError(field, str(exc)))
+    if errors:
+        raise ValidationError(errors)
+    lo, hi = times["from"].timestamp(), times["to"].timestamp()
+    if not 0 < hi - lo <= REPORT_MAX_S:
+        raise ValidationError([FieldError("to", "must be after from, by at most 7 days")])
+    regions = service.regions
+
+    def top(region: str) -> str:
+        return regions.chain(region)[-1].id if region in regions else region
+
+    def build() -> str:
+        report = analyse(service.log.read(), lo, hi, regions.locate, top)
+        names = {r.id: r.name for r in regions.regions.values() if r.parent is None}
+        s = report.summary(names)
+        return render_html(report, names, f"tocsin after-action report, {s['from']} – {s['to']}",
+                           top)
+
+    return HTMLResponse(await asyncio.to_thread(build))

@@ -33,7 +33,7 @@ def install(app: FastAPI, service: Service) -> None:
         mode=settings.mode,
         signing_key=load_signing_key(settings.data_dir),
     )
-    service.on_recover.append(feed.apply)
+    service.add_read_model("cap", feed, feed.apply)
     service.on_publish.append(feed.apply_many)
     app.state.capfeed = feed
     app.state.cap_matcher = None

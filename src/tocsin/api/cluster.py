@@ -7,7 +7,6 @@ after its `202` (the embedded ingest decides before answering).
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -20,35 +19,21 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1/cluster", tags=["cluster"])
 
 
-def _cluster(service: Service) -> Any:
-    from tocsin.cluster import ClusterService
-
-    return service if isinstance(service, ClusterService) else None
-
-
 @router.get("")
 async def cluster(service: Service = Depends(reader)) -> dict[str, Any]:
     """This node, whether it leads, who leads (null while nobody does), and how far it got."""
-    node = _cluster(service)
-    if node is not None:
-        status: dict[str, Any] = await node.status()
-        return status
-    me = service.settings.node_id or f"{socket.gethostname()}:{service.settings.port}"
-    return {"node": me, "is_leader": True, "leader": me, "role": "embedded",
-            "log_seq": service.ledger.next_seq - 1, "rejected": 0}
+    return await service.status()
 
 
 @router.get("/rejected")
 async def rejected(
-    after: int = Query(0, ge=0, description="events stream position to list after"),
+    after: int = Query(0, ge=0, le=2**63 - 1,
+                       description="events stream position to list after"),
     limit: int = Query(100, ge=1, le=1000),
     service: Service = Depends(reader),
 ) -> dict[str, Any]:
     """Events an ingest node accepted (`202`) that the leader then refused, with the reasons."""
-    node = _cluster(service)
-    if node is None:
-        return {"rejected": []}
-    rows = await asyncio.to_thread(node.pg.rejections, after, limit)
+    rows = await asyncio.to_thread(service.log.rejections, after, limit)
     return {"rejected": [r.to_dict() for r in rows]}
 
 
@@ -63,8 +48,7 @@ async def event_status(
     seq = await asyncio.to_thread(service.log.find_event, source, id)
     if seq is not None:
         return {"source": source, "id": id, "status": "logged", "seq": seq}
-    node = _cluster(service)
-    refusal = None if node is None else await asyncio.to_thread(node.pg.rejection, source, id)
+    refusal = await asyncio.to_thread(service.log.rejection, source, id)
     if refusal is not None:
         return {"source": source, "id": id, "status": "rejected", **refusal.to_dict()}
     return {"source": source, "id": id, "status": "unknown"}

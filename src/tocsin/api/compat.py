@@ -48,7 +48,7 @@ class CompatError(Exception):
 def install(app: FastAPI, service: Service) -> None:
     """Keep the alerts.in.ua view of `service`'s alerts on `app.state.alertsinua`."""
     view = AlertsInUaView(service.regions, clock=service.clock)
-    service.on_recover.append(view.apply)
+    service.add_read_model("alertsinua", view, view.apply)
     service.on_publish.append(view.apply_many)
     app.state.alertsinua = view
 

@@ -26,8 +26,7 @@ from tocsin.api.sse import StreamingApp, install_stream
 from tocsin.config import Settings
 from tocsin.errors import TocsinError
 from tocsin.geo import load_region_set
-from tocsin.store import open_log
-from tocsin.store.admin import open_admin
+from tocsin.store import open_admin, open_log
 
 __all__ = ["create_edge_app"]
 

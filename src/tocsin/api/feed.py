@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tocsin.bus.base import Subscription
+from tocsin.envelopes import envelopes_of
 from tocsin.model import format_time
 from tocsin.store.base import EventLog, LogEntry
 
@@ -59,10 +60,6 @@ class LogPages:
 
     def page(self, after: int, limit: int) -> tuple[list[Envelope], int]:
         """The transitions in (`after`, `after + limit`] and the last seq read (`after` if none)."""
-        # the one envelope builder for log entries lives with the cluster (PostgreSQL, NATS):
-        # imported here so an embedded server does not load those drivers
-        from tocsin.cluster import envelopes_of
-
         entries = list(self.log.read(after + 1, after + limit))
         if not entries:
             return [], after

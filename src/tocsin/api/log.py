@@ -99,7 +99,7 @@ async def log_key(service: Service = Depends(reader)) -> dict[str, str]:
 
 
 async def _cosignatures(service: Service, head: TreeHead) -> list[dict[str, Any]]:
-    found = await asyncio.to_thread(service.cosignatures.of, head.tree_size, head.root_hash)
+    found = await asyncio.to_thread(service.log.cosignatures, head.tree_size, head.root_hash)
     return [cosignature_to_json(c) for c in found]
 
 
@@ -121,7 +121,7 @@ async def cosignatures(
     head = _latest(service)
     _size("tree_size", tree_size, head)
     root = service.merkle.tree.root_at(tree_size)
-    found = await asyncio.to_thread(service.cosignatures.of, tree_size, root)
+    found = await asyncio.to_thread(service.log.cosignatures, tree_size, root)
     return {"tree_size": tree_size, "root_hash": _b64(root),
             "cosignatures": [cosignature_to_json(c) for c in found]}
 
@@ -189,7 +189,7 @@ async def add_cosignature(request: Request, service: Service = Depends(reader)) 
         raise ValidationError(FieldError(
             "cosignature.signature", f"not {witness.name}'s signature of this log's tree of "
                                      f"{tree_size} leaves"))
-    outcome = await asyncio.to_thread(service.cosignatures.add, tree_size, root, cosig)
+    outcome = await asyncio.to_thread(service.log.add_cosignature, tree_size, root, cosig)
     if outcome == "full":
         raise ValidationError(FieldError("tree_size", "this tree has as many cosignatures as "
                                                       "the server keeps"))

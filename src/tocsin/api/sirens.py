@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from tocsin.api.auth import Principal, authenticate, require
 from tocsin.api.read import reader
 from tocsin.outputs.sirens import SirenGateway
-from tocsin.service import Service
+from tocsin.service import LeaderOnly, Service
 
 __all__ = ["install", "router", "start", "stop"]
 
@@ -31,20 +30,15 @@ def install(app: FastAPI, service: Service) -> None:
 
 def _gateway(app: FastAPI) -> SirenGateway | None:
     """The gateway running on this node, if any (a cluster follower has none)."""
-    output = app.state.sirens_output
-    if output is None or isinstance(output, SirenGateway):
-        return output
-    current: SirenGateway | None = output.current  # a leader-only stand-in
-    return current
+    output: LeaderOnly[SirenGateway] | None = app.state.sirens_output
+    return None if output is None else output.current
 
 
 async def start(app: FastAPI) -> None:
     """Start the gateway, if any (after the service has recovered)."""
     output = app.state.sirens_output
     if output is not None:
-        started = output.start()
-        if inspect.isawaitable(started):
-            await started
+        await app.state.service.start_output(output)
 
 
 async def stop(app: FastAPI) -> None:

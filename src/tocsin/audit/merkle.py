@@ -69,6 +69,28 @@ class MerkleTree:
         tree.extend(leaf_hashes)
         return tree
 
+    @classmethod
+    def from_leaf_bytes(cls, leaves: bytes | bytearray) -> MerkleTree:
+        """Build a tree from its leaf hashes, concatenated in log order, a level at a time.
+
+        The same tree as `from_leaves`, without a Python call per leaf per level: what a
+        restart does with a log's stored leaf hashes.
+        """
+        if len(leaves) % HASH_SIZE:
+            raise ValueError(f"leaf hashes are {HASH_SIZE} bytes each")
+        tree = cls()
+        levels = [bytearray(leaves)]
+        sha256, prefix, pair = hashlib.sha256, _NODE_PREFIX, 2 * HASH_SIZE
+        while len(levels[-1]) >= pair:
+            below = memoryview(levels[-1])
+            above = bytearray()
+            for i in range(0, len(below) - pair + 1, pair):
+                above += sha256(prefix + below[i:i + pair]).digest()
+            levels.append(above)
+        tree._levels = levels
+        tree._size = len(leaves) // HASH_SIZE
+        return tree
+
     @property
     def size(self) -> int:
         """The number of leaves."""

@@ -6,7 +6,8 @@ Writes to the output directory:
   `tolerance_s`, quantiles, per oblast and per year) and the log's own impacts;
 - `cases.csv`: one row per case: every logged impact (`kind` = impact) and every (attack row,
   oblast) pair (`kind` = attack);
-- `report.html`: one self-contained page (inline CSS and SVG, no scripts, nothing fetched);
+- `report.html`: one self-contained page (inline CSS and SVG, no scripts, nothing fetched); its
+  figures are drawn with matplotlib when the `report` extra is installed (`tocsin.audit.plots`);
 - `lead_times.svg`, `coverage_by_oblast.svg`: the page's two figures on their own.
 
 The computations are in `tocsin.audit.coverage`; this module only reads, formats and writes.
@@ -19,13 +20,13 @@ import gzip
 import html
 import io
 import json
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from tocsin.audit import plots
 from tocsin.audit.coverage import (
     OBLASTS,
     AlertSpan,
@@ -37,9 +38,9 @@ from tocsin.audit.coverage import (
     summarise_cases,
     summarise_impacts,
 )
+from tocsin.audit.svg import svg_bars, svg_histogram
 from tocsin.errors import OperationalError
-from tocsin.store.history import HistoryStore
-from tocsin.store.sqlite import SQLiteLog
+from tocsin.store import EventLog, open_history, open_log
 
 __all__ = ["OBLAST_NAMES", "AuditResult", "read_attacks", "run_audit", "svg_bars",
            "svg_histogram", "write_outputs"]
@@ -80,29 +81,36 @@ def _iso(seconds: float | None) -> str:
 
 
 def run_audit(
-    data_dir: Path, attacks: Path | None, tolerance_s: float, *, region_set: str | None = None
+    data_dir: Path | None, attacks: Path | None, tolerance_s: float, *,
+    region_set: str | None = None, store: str | None = None,
 ) -> AuditResult:
-    """Audit a data directory's logged impacts and, given a table, recorded attacks."""
-    db = data_dir / "tocsin.db"
-    if not db.is_file():
-        raise OperationalError(f"{data_dir}: no log here (expected {db})")
-    log = SQLiteLog(db)
+    """Audit a data directory's (or a cluster store's) logged impacts and, given a table,
+    recorded attacks against the imported history."""
+    if store is None:
+        if data_dir is None:
+            raise OperationalError("give a data directory or a store")
+        db = data_dir / "tocsin.db"
+        if not db.is_file():
+            raise OperationalError(f"{data_dir}: no log here (expected {db})")
+    where = store or data_dir
+    assert where is not None
+    log = open_log(where)
     try:
         impacts = _log_impacts(log, region_set)
     finally:
         log.close()
     summary: dict[str, Any] = {"tolerance_s": tolerance_s}
     results: list[CaseResult] = []
-    store = HistoryStore(db)
+    history = open_history(store, where)
     try:
-        span = store.span()
+        span = history.span()
         summary["history"] = {
-            "alerts": store.count(), "first_start": _iso(span[0]) if span else None,
-            "last_end": _iso(span[1]) if span else None, "imports": store.imports(),
+            "alerts": history.count(), "first_start": _iso(span[0]) if span else None,
+            "last_end": _iso(span[1]) if span else None, "imports": history.imports(),
         }
         if attacks is not None:
             cases, skipped = attack_cases(read_attacks(attacks), span)
-            spans = [AlertSpan(a.region, a.started_s, a.ended_s) for a in store.alerts()]
+            spans = [AlertSpan(a.region, a.started_s, a.ended_s) for a in history.alerts()]
             results = cover(cases, spans, tolerance_s)
             summary.update(summarise_cases(results, tolerance_s, OBLAST_NAMES))
             summary["attack_table"] = {"file": attacks.name, "rows_skipped": dict(skipped)}
@@ -110,12 +118,12 @@ def run_audit(
             summary.update({"attacks_considered": 0, "covered": 0, "coverage": None,
                             "median_lead_s": None})
     finally:
-        store.close()
+        history.close()
     summary["impacts"] = summarise_impacts(impacts)
     return AuditResult(summary, results, impacts)
 
 
-def _log_impacts(log: SQLiteLog, region_set: str | None) -> list[ImpactResult]:
+def _log_impacts(log: EventLog, region_set: str | None) -> list[ImpactResult]:
     """Impacts of the log; the region set (slow to load) only when there are impacts."""
     from tocsin.geo import DEFAULT_REGION_SET, RegionSet, load_region_set
 
@@ -174,9 +182,9 @@ def write_outputs(result: AuditResult, out: Path, *, title: str = "tocsin impact
         writer.writeheader()
         writer.writerows(_case_rows(result))
     leads = [r.lead_s / 3600 for r in result.cases if r.lead_s is not None]
-    hist = svg_histogram(leads, title="Lead time of covered attack cases",
-                         unit="hours before the reported start")
-    bars = svg_bars(
+    hist = plots.histogram(leads, title="Lead time of covered attack cases",
+                           xlabel="hours before the reported start (red: alert began after it)")
+    bars = plots.bars(
         [(v["name"], v["covered"], v["cases"])
          for v in result.summary.get("by_oblast", {}).values()],
         title="Attack cases covered by an alert, by oblast",
@@ -270,109 +278,3 @@ targets are the regions attacked, not where anything hit. A case is covered when
 its oblast, at any level, overlaps the window widened by the tolerance.</p>
 </body></html>
 """
-
-
-# --- figures (hand-made SVG) ----------------------------------------------------------------------
-
-
-def _nice_step(span: float, target: int) -> float:
-    raw = span / max(target, 1)
-    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    for m in (1, 2, 2.5, 5, 10):
-        if m * magnitude >= raw:
-            return m * magnitude
-    return 10 * magnitude
-
-
-def svg_histogram(
-    values: Sequence[float], *, title: str, unit: str, bins: int = 28,
-    low: float | None = None, high: float | None = None,
-) -> str:
-    """A histogram as SVG; values beyond [low, high] (default 2nd..98th percentile, widened to
-    include 0) are gathered in the end bins."""
-    w, h, ml, mr, mt, mb = 720, 300, 56, 16, 34, 48
-    e = html.escape
-    if not values:
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="80" '
-                f'viewBox="0 0 {w} 80"><text x="8" y="40" font-family="sans-serif" '
-                f'font-size="14">{e(title)}: no data</text></svg>')
-    ordered = sorted(values)
-    lo = low if low is not None else min(0.0, ordered[int(0.02 * (len(ordered) - 1))])
-    hi = high if high is not None else max(0.0, ordered[int(0.98 * (len(ordered) - 1))])
-    if hi <= lo:
-        hi = lo + 1
-    step = _nice_step(hi - lo, bins)
-    lo = math.floor(lo / step) * step
-    hi = math.ceil(hi / step) * step
-    n = max(1, round((hi - lo) / step))
-    counts = [0] * n
-    for v in values:
-        i = min(n - 1, max(0, int((v - lo) // step)))
-        counts[i] += 1
-    top = max(counts)
-    pw, ph = w - ml - mr, h - mt - mb
-    bw = pw / n
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-        f'viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">',
-        f'<title>{e(title)}</title>',
-        f'<text x="{ml}" y="20" font-size="14" font-weight="600">{e(title)} '
-        f'(n = {len(values)})</text>',
-    ]
-    for i, c in enumerate(counts):
-        bh = ph * c / top
-        x = ml + i * bw
-        colour = "#cf222e" if lo + (i + 1) * step <= 0 else "#0969da"
-        parts.append(f'<rect x="{x:.1f}" y="{mt + ph - bh:.1f}" width="{max(bw - 1, 1):.1f}" '
-                     f'height="{bh:.1f}" fill="{colour}"><title>{lo + i * step:g} to '
-                     f'{lo + (i + 1) * step:g}: {c}</title></rect>')
-    parts.append(f'<line x1="{ml}" y1="{mt + ph}" x2="{ml + pw}" y2="{mt + ph}" '
-                 'stroke="#57606a"/>')
-    tick = _nice_step(hi - lo, 8)
-    t = math.ceil(lo / tick) * tick
-    while t <= hi + 1e-9:
-        x = ml + (t - lo) / (hi - lo) * pw
-        parts.append(f'<line x1="{x:.1f}" y1="{mt + ph}" x2="{x:.1f}" y2="{mt + ph + 4}" '
-                     'stroke="#57606a"/>')
-        parts.append(f'<text x="{x:.1f}" y="{mt + ph + 17}" text-anchor="middle">{t:g}</text>')
-        t += tick
-    for frac in (0.5, 1.0):
-        y = mt + ph - ph * frac
-        parts.append(f'<text x="{ml - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                     f'{round(top * frac)}</text>')
-        parts.append(f'<line x1="{ml}" y1="{y:.1f}" x2="{ml + pw}" y2="{y:.1f}" '
-                     'stroke="#d0d7de" stroke-dasharray="3 3"/>')
-    parts.append(f'<text x="{ml + pw / 2}" y="{h - 8}" text-anchor="middle">{e(unit)} '
-                 '(end bins gather the tails; red: alert began after the start)</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def svg_bars(items: Sequence[tuple[str, int, int]], *, title: str) -> str:
-    """Horizontal bars of covered / total per label, sorted by total."""
-    e = html.escape
-    rows = sorted(items, key=lambda t: (-t[2], t[0]))
-    w, row_h, ml, mr, mt = 720, 20, 140, 110, 34
-    h = mt + row_h * max(len(rows), 1) + 12
-    pw = w - ml - mr
-    top = max((t for _, _, t in rows), default=1) or 1
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-        f'viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">',
-        f'<title>{e(title)}</title>',
-        f'<text x="8" y="20" font-size="14" font-weight="600">{e(title)}</text>',
-    ]
-    for i, (label, covered, total) in enumerate(rows):
-        y = mt + i * row_h
-        full = pw * total / top
-        part = pw * covered / top
-        parts.append(f'<text x="{ml - 6}" y="{y + 14}" text-anchor="end">{e(label)}</text>')
-        parts.append(f'<rect x="{ml}" y="{y + 3}" width="{full:.1f}" height="{row_h - 6}" '
-                     'fill="#d0d7de"/>')
-        parts.append(f'<rect x="{ml}" y="{y + 3}" width="{part:.1f}" height="{row_h - 6}" '
-                     f'fill="#1a7f37"><title>{e(label)}: {covered} of {total}</title></rect>')
-        pct = 100 * covered / total if total else 0
-        parts.append(f'<text x="{ml + full + 6:.1f}" y="{y + 14}">{covered}/{total} '
-                     f'({pct:.0f} %)</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)

@@ -20,10 +20,14 @@ from tocsin.cli.common import (
     latitude,
     longitude,
 )
+from tocsin.cli.counterfactual import add_parser as add_counterfactual_parser
+from tocsin.cli.counterfactual import rewrite_argv
 from tocsin.cli.edge import cmd_stream_edge
 from tocsin.cli.engine import cmd_regions_list, cmd_regions_locate, cmd_replay, cmd_simulate
 from tocsin.cli.record import cmd_audit, cmd_history_import, cmd_verify, cmd_witness
 from tocsin.cli.regions import cmd_regions_check
+from tocsin.cli.report import add_parser as add_report_parser
+from tocsin.cli.scenario import add_parsers as add_scenario_parsers
 from tocsin.cli.server import cmd_keys_create, cmd_keys_list, cmd_keys_revoke, cmd_serve
 from tocsin.cli.standards import cmd_cap_import, cmd_siren_sim, cmd_sirens_import, cmd_sirens_list
 from tocsin.errors import (
@@ -75,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="require a key for reads too")
     p.add_argument("--mode", choices=("actual", "exercise", "test"),
                    help="deployment mode (CAP status); default actual")
-    p.add_argument("--demo", action="store_true",
-                   help="play the bundled night-wave scenario in real time (an exercise)")
+    p.add_argument("--demo", nargs="?", const="", metavar="NAME|FILE|record:YYYY-MM-DD",
+                   help="play a drill in a loop, marked as an exercise (default: the bundled "
+                        "record day)")
+    p.add_argument("--speed", type=float, metavar="X",
+                   help="with --demo: play X times faster than real time (default 1)")
     p.add_argument("--log-key", metavar="PATH",
                    help="Ed25519 key (PEM) signing the log's tree heads (default: "
                         "~/.config/tocsin/keys/<fingerprint>.key, made on first start; the "
@@ -202,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_history_import)
 
     p = sub.add_parser("audit", help="impacts and recorded attacks against alerts",
-                       description=cmd_audit.__doc__)
-    p.add_argument("--data-dir", required=True, help="the data directory to audit")
+                       description=cmd_audit.__doc__,
+                       epilog="tocsin audit counterfactual --help: generated record days "
+                              "against the official alerts")
+    p.add_argument("--data-dir", help="the data directory to audit (or --store)")
     p.add_argument("--attacks", metavar="FILE",
                    help="attack table (missile_attacks_daily.csv, plain or gzipped)")
     p.add_argument("--tolerance", type=duration, default=1800.0,
@@ -251,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.set_defaults(func=cmd_siren_sim)
 
+    add_scenario_parsers(sub)
+    add_counterfactual_parser(sub)
+    add_report_parser(sub)
     _add_store_options(parser)
     return parser
 
@@ -258,8 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands whose --data-dir holds something kept per node, not in a cluster's shared store.
 _PER_NODE = {
     "verify": "check a cluster as outsiders do: tocsin verify --url http://<any node>:<port>",
-    "audit": "audit a cluster's log from a node's API, or copy it to a data directory first",
-    "history": "imported history is kept per node: import into each node's --data-dir",
+    "report": "copy a cluster's log to a data directory first",
     "cap": "POST the file to /api/v1/cap on any node of the cluster",
 }
 
@@ -291,7 +302,7 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tocsin` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(rewrite_argv(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_INPUT

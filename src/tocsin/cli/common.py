@@ -81,7 +81,7 @@ def log_region_set(data_dir: Path, fallback: str | None, store: str | None = Non
 
 
 def admin_store(args: argparse.Namespace) -> Any:
-    from tocsin.store.admin import open_admin
+    from tocsin.store import open_admin
 
     return open_admin(args.store, args.data_dir)
 

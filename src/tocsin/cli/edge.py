@@ -41,7 +41,7 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
 
     from tocsin.api.edge import create_edge_app
     from tocsin.api.sse import QuietDrops
-    from tocsin.cli.server import _Server, _tune_gc
+    from tocsin.cli.runner import Server, tune_gc
     from tocsin.config import settings_from_env
 
     settings = settings_from_env(
@@ -55,7 +55,7 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
                             send_buffer=settings.socket_send_buffer)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10,
                             access_log=False, proxy_headers=False, backlog=4096)
-    server = _Server(config)
+    server = Server(config)
     logging.getLogger("uvicorn.error").addFilter(QuietDrops(app.state.hub))
     original_exit = server.handle_exit
     hub = app.state.hub
@@ -69,7 +69,7 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
     server.handle_exit = handle_exit
     print(f"tocsin stream edge on http://{settings.host}:{settings.port}/api/v1/stream "
           f"(tailing {settings.store or settings.data_dir})", file=sys.stderr, flush=True)
-    _tune_gc()
+    tune_gc()
     server.run(sockets=[sock])
     return EXIT_OK
 

@@ -130,9 +130,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return EXIT_INPUT
         ledger.drain()
         entries = list(staged.read())
+        hashes = [leaf for _, leaf in staged.leaf_hashes(1, staged.max_seq())]
         log.set_meta("regions", args.regions)
         log.set_meta("policy", json.dumps(policy.to_dict(), sort_keys=True))
-        log.append(entries)  # one transaction: all of the file or nothing
+        log.append(entries, hashes)  # one transaction: all of the file or nothing
         out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
         try:
             out.writelines(e.body + "\n" for e in entries if e.kind == "transition")

@@ -197,7 +197,8 @@ def cmd_history_import(args: argparse.Namespace) -> int:
     import time
 
     from tocsin.history_import import RowProblem, read_official
-    from tocsin.store.history import HistoryAlert, HistoryStore
+    from tocsin.store import open_history
+    from tocsin.store.history import HistoryAlert
 
     path = Path(args.file)
     started = time.perf_counter()
@@ -211,7 +212,7 @@ def cmd_history_import(args: argparse.Namespace) -> int:
         err(f"{path}: not UTF-8 CSV text ({exc})")
         return EXIT_INPUT
     total = text.count("\n")
-    store = HistoryStore(Path(args.data_dir) / "tocsin.db")
+    store = open_history(args.store, args.data_dir)
     rows = added = 0
     problems: list[RowProblem] = []
     repaired = 0
@@ -260,11 +261,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     with --attacks, each recorded attack against the imported alert history."""
     from tocsin.audit.report import run_audit, write_outputs
 
+    if args.data_dir is None and args.store is None:
+        err("give --data-dir or --store")
+        return EXIT_INPUT
     attacks = Path(args.attacks) if args.attacks else None
     if attacks is not None and not attacks.is_file():
         err(f"{attacks}: no such file")
         return EXIT_INPUT
-    result = run_audit(Path(args.data_dir), attacks, args.tolerance, region_set=args.regions)
+    result = run_audit(None if args.data_dir is None else Path(args.data_dir), attacks,
+                       args.tolerance, region_set=args.regions, store=args.store)
     write_outputs(result, Path(args.out))
     s = result.summary
     coverage = "n/a" if s["coverage"] is None else f"{100 * s['coverage']:.1f} %"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 from tocsin.cli.common import (
@@ -27,12 +26,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tocsin.api import create_app
     from tocsin.api.sse import QuietDrops
     from tocsin.cli.edge import listening_socket, stream_workers
+    from tocsin.cli.runner import Server, tune_gc
     from tocsin.config import settings_from_env
 
+    if args.demo:
+        from tocsin.demo import check_scenario
+        from tocsin.errors import TocsinError
+
+        try:
+            check_scenario(args.demo)
+        except (TocsinError, OSError, ValueError) as exc:
+            err(f"--demo: {exc}")
+            return EXIT_INPUT
+    if args.speed is not None and not 0 < args.speed <= 1000:
+        err(f"--speed: {args.speed} is not in (0, 1000]")
+        return EXIT_INPUT
     settings = settings_from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, regions=args.regions,
         policy=args.policy, private=args.private or None, mode=args.mode,
-        demo=args.demo or None,
+        demo=True if args.demo is not None else None,
+        demo_scenario=args.demo or None, demo_speed=args.speed,
         log_key=args.log_key, witnesses=args.witnesses,
         mqtt_url=args.mqtt,
         store=args.store, bus=args.bus, node_id=args.node_id, cluster_name=args.cluster_name,
@@ -45,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
                             timeout_graceful_shutdown=10, access_log=False, proxy_headers=False,
                             backlog=4096)
-    server = _Server(config)
+    server = Server(config)
     logging.getLogger("uvicorn.error").addFilter(QuietDrops(app.state.hub))
     service = app.state.service
     original_exit = server.handle_exit
@@ -59,54 +72,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server.handle_exit = handle_exit
     print(f"tocsin serving on http://{settings.host}:{settings.port}/ "
           f"(data in {settings.data_dir})", file=sys.stderr, flush=True)
-    _tune_gc()
+    tune_gc()
     sock = listening_socket(settings.host, settings.port, reuse_port=False,
                             send_buffer=settings.socket_send_buffer)
     with stream_workers(settings, args):
         server.run(sockets=[sock])
     return EXIT_OK
-
-
-def _tune_gc() -> None:
-    """Collect cycles less often in a long-running server with thousands of open streams.
-
-    Each open stream keeps a few hundred objects alive, and a live transition wakes every stream
-    at once: with the default first-generation threshold (700) the collector runs hundreds of
-    times during one fan-out and promotes in-flight objects until a full collection walks every
-    stream's objects. What is loaded at startup (regions, catalog) lives as long as the process,
-    so it is frozen out of the collector's walks altogether.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 10)
-
-
-class _Server:
-    """uvicorn's server, minus re-raising SIGTERM after a graceful shutdown (exit code 0)."""
-
-    def __new__(cls, config: Any) -> Any:
-        import uvicorn
-
-        class Quiet(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                import signal
-                import threading
-
-                if threading.current_thread() is not threading.main_thread():
-                    yield
-                    return
-                handled = (signal.SIGINT, signal.SIGTERM)
-                original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-                try:
-                    yield
-                finally:
-                    for sig, handler in original.items():
-                        signal.signal(sig, handler)
-
-        return Quiet(config)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ def cmd_sirens_import(args: argparse.Namespace) -> int:
     """Add or replace sirens from a CSV file (`id,lat,lon[,name]`), each located in a leaf region;
     a running server picks them up within seconds. Any bad line: nothing is imported."""
     from tocsin.outputs.sirens import read_registry
-    from tocsin.store.admin import open_admin
+    from tocsin.store import open_admin
 
     data_dir = Path(args.data_dir)
     try:
@@ -98,7 +98,7 @@ def cmd_sirens_import(args: argparse.Namespace) -> int:
 
 def cmd_sirens_list(args: argparse.Namespace) -> int:
     """List registered sirens: id, region, lat, lon, name."""
-    from tocsin.store.admin import open_admin
+    from tocsin.store import open_admin
 
     store = open_admin(args.store, args.data_dir)
     try:

@@ -79,6 +79,7 @@ class LeafIndex:
         "_half",
         "_hull_lat",
         "_hull_lon",
+        "_id_array",
         "_ids",
         "_large",
         "_lonlat",
@@ -97,6 +98,7 @@ class LeafIndex:
         geoms[:] = list(geometries)
         keep = ~shapely.is_empty(geoms)
         self._ids: list[str] = [ids[i] for i in np.flatnonzero(keep).tolist()]
+        self._id_array: NDArray[np.object_] = np.array(self._ids, dtype=object)
         lonlat = geoms[keep]
         bounds: tuple[float, float, float, float] = (math.nan,) * 4
         lons = None
@@ -153,15 +155,19 @@ class LeafIndex:
 
     def hits(self, fp: Footprint) -> list[tuple[str, float]]:
         """Leaves the footprint touches, by id, with the geodesic metres from its origin."""
+        ids, dist = self.hit_arrays(fp)
+        return list(zip(ids, dist.tolist(), strict=True))
+
+    def hit_arrays(self, fp: Footprint) -> tuple[list[str], FloatArray]:
+        """`hits()` as the ids in order and their distances as one array."""
         if not self._ids:
-            return []
+            return [], np.empty(0)
         polygon, xy, exact = self._planar_footprint(fp)
         found = self._intersecting(polygon, xy, exact)
         if not found.size:
-            return []
+            return [], np.empty(0)
         dist = self._distances(fp, xy[0], found)
-        ids = self._ids
-        return [(ids[i], d) for i, d in zip(found.tolist(), dist.tolist(), strict=True)]
+        return self._id_array[found].tolist(), dist
 
     def footprint_polygon(self, fp: Footprint) -> BaseGeometry:
         """The footprint `hits()` intersects, as a lon/lat geometry."""

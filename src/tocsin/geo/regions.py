@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
 
 from tocsin.errors import RegionSetError, UnknownRegion
@@ -143,6 +144,10 @@ class RegionSet:
     def hits(self, fp: Footprint) -> list[tuple[str, float]]:
         """Leaves the footprint touches, by id, with geodesic metres from its origin (0 inside)."""
         return self._index.hits(fp)
+
+    def hit_arrays(self, fp: Footprint) -> tuple[list[str], NDArray[np.float64]]:
+        """`hits()` as the leaf ids in order and their metres as one array."""
+        return self._index.hit_arrays(fp)
 
     def footprint_polygon(self, fp: Footprint) -> BaseGeometry:
         """The footprint as the lon/lat polygon `hits()` intersects (a point for length 0)."""

@@ -117,6 +117,10 @@ class _TypeState:
 class AlertsInUaView:
     """alerts.in.ua-shaped alerts and statuses, kept from transitions (see the module doc)."""
 
+    # its state, for `tocsin.snapshots`
+    SNAPSHOT_FIELDS = ("types", "history", "changed_at", "last_seq", "_next_id", "_batch_cause",
+                       "_batch_time", "_pending", "_updated")
+
     def __init__(
         self,
         regions: RegionSet,

@@ -131,6 +131,9 @@ _KEEP_KEYS: Final = ("seq", "type", "region", "alert_type", "severity", "time", 
 class CapFeed:
     """CAP messages of the alerts in the log, newest kept in memory, any rebuilt on demand."""
 
+    # its state, for `tocsin.snapshots` (`_xml` is a cache, rebuilt on demand)
+    SNAPSHOT_FIELDS = ("latest", "_open", "_seqs", "_starts", "last_seq")
+
     def __init__(
         self,
         regions: RegionSet,

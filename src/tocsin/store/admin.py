@@ -25,7 +25,7 @@ from tocsin.model import format_time
 
 __all__ = [
     "ROLES", "AdminBackend", "AdminStore", "ApiKey", "Delivery", "SQLAdminStore", "SirenRecord",
-    "SubscriptionRecord", "hash_key", "open_admin",
+    "SubscriptionRecord", "hash_key",
 ]
 
 ROLES = ("reader", "sensor", "fusion", "operator", "admin")
@@ -383,13 +383,3 @@ class AdminStore(SQLAdminStore):
         """Close the database."""
         with self._lock:
             self._db.close()
-
-
-def open_admin(store: str | None, data_dir: Path | str) -> AdminBackend:
-    """The admin store of a store URL: PostgreSQL for `postgresql://…`, else `admin.db` in
-    `data_dir`."""
-    if store is not None and store.startswith(("postgresql://", "postgres://")):
-        from tocsin.store.admin_postgres import PostgresAdminStore
-
-        return PostgresAdminStore(store)
-    return AdminStore(Path(data_dir) / "admin.db")

@@ -1,7 +1,8 @@
 """Imported alert history: alerts observed elsewhere, kept next to the log but outside it.
 
 The official record of past air-raid alerts (see `tocsin.history_import`) is history this node
-did not decide. It lives in the table `history_alerts` of the log's SQLite file, not in the log:
+did not decide. It lives in the table `history_alerts` next to the log (the log's SQLite file,
+or a cluster's PostgreSQL store, where every node serves the same), not in the log:
 
 - the engine is a function of the ordered log and its clock; events from 2022 would either be
   stamped at today's clock (the late-event rule) or raise alerts now, and replaying the log
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from tocsin.errors import OperationalError
 from tocsin.geo import RegionSet
 from tocsin.model import format_time
 
-__all__ = ["OFFICIAL_SOURCE", "HistoryAlert", "HistoryStore"]
+__all__ = ["OFFICIAL_SOURCE", "HistoryAlert", "HistoryStore", "SQLHistoryStore"]
 
 OFFICIAL_SOURCE = "official-history"
 
@@ -89,28 +91,25 @@ class HistoryAlert:
         }
 
 
-class HistoryStore:
-    """`history_alerts` in a log's SQLite file; `regions` lets leaf filters match coarser rows."""
+class SQLHistoryStore(ABC):
+    """`history_alerts` over SQL, written once (`?` placeholders); subclasses supply the driver.
 
-    def __init__(self, path: Path | str, regions: RegionSet | None = None) -> None:
-        self.path = Path(path)
-        self.regions = regions
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise OperationalError(f"{self.path}: {exc}") from exc
+    `regions` lets leaf filters match coarser rows.
+    """
 
+    regions: RegionSet | None
+
+    @abstractmethod
     def _run(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise OperationalError(f"{self.path}: {exc}") from exc
+        """Run one statement; its rows."""
+
+    @abstractmethod
+    def _insert_new(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run an INSERT for each row in one transaction; how many rows it added."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection(s)."""
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -118,22 +117,9 @@ class HistoryStore:
         """Store alerts in one transaction; returns how many were new (the rest were known)."""
         rows = [(a.id, a.region, a.level, a.alert_type, a.started_s, a.ended_s, a.source)
                 for a in alerts]
-        with self._lock:
-            try:
-                before = self._db.total_changes
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO history_alerts "
-                    "(id, region, level, alert_type, started_s, ended_s, source) "
-                    "VALUES (?,?,?,?,?,?,?)", rows)
-                self._db.execute("COMMIT")
-                return self._db.total_changes - before
-            except sqlite3.Error as exc:
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                raise OperationalError(f"{self.path}: {exc}") from exc
+        return self._insert_new(
+            "INSERT INTO history_alerts (id, region, level, alert_type, started_s, ended_s, "
+            "source) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", rows)
 
     def record_import(self, file: str, sha256: str, rows: int, added: int, unmapped: int) -> None:
         """Remember one import: which file (by content hash), how many rows, how many new."""
@@ -239,6 +225,46 @@ class HistoryStore:
             if len(out) >= limit:
                 break
         return out
+
+
+
+class HistoryStore(SQLHistoryStore):
+    """`history_alerts` in a log's SQLite file."""
+
+    def __init__(self, path: Path | str, regions: RegionSet | None = None) -> None:
+        self.path = Path(path)
+        self.regions = regions
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise OperationalError(f"{self.path}: {exc}") from exc
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise OperationalError(f"{self.path}: {exc}") from exc
+
+    def _insert_new(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        with self._lock:
+            try:
+                before = self._db.total_changes
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+                return self._db.total_changes - before
+            except sqlite3.Error as exc:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise OperationalError(f"{self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection."""

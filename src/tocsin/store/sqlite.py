@@ -1,21 +1,34 @@
 """The embedded log: one SQLite file, WAL mode, fsync on every commit.
 
 Durability before acknowledgement is the point, so `synchronous=FULL`; a batch of events and
-their transitions is one transaction. Triggers refuse UPDATE and DELETE on the log, so even a
-bug in tocsin cannot rewrite history through this connection (the Merkle log catches the rest).
+their transitions is one transaction. Triggers refuse UPDATE and DELETE on the log, its leaf
+hashes and its signed heads, so even a bug in tocsin cannot rewrite history through this
+connection (the Merkle log catches the rest). The statements are `tocsin.store.sql`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from tocsin.errors import IntegrityError, OperationalError
-from tocsin.store.base import EventLog, LogEntry
+from tocsin.store.sql import SQLLog
 
 __all__ = ["SQLiteLog"]
+
+_APPEND_ONLY = "".join(
+    f"""
+CREATE TRIGGER IF NOT EXISTS {t}_no_update BEFORE UPDATE ON {t}
+    BEGIN SELECT RAISE(ABORT, '{what} append-only'); END;
+CREATE TRIGGER IF NOT EXISTS {t}_no_delete BEFORE DELETE ON {t}
+    BEGIN SELECT RAISE(ABORT, '{what} append-only'); END;"""
+    for t, what in (("log", "the log is"), ("merkle_leaves", "the log is"),
+                    ("sths", "signed tree heads are"))
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -31,25 +44,66 @@ CREATE TABLE IF NOT EXISTS log (
 CREATE UNIQUE INDEX IF NOT EXISTS log_event_key ON log (source, event_id)
     WHERE kind = 'event';
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
-    BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
-    BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
 CREATE TABLE IF NOT EXISTS merkle_leaves (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL);
-CREATE TRIGGER IF NOT EXISTS merkle_leaves_no_update BEFORE UPDATE ON merkle_leaves
-    BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS merkle_leaves_no_delete BEFORE DELETE ON merkle_leaves
-    BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
-"""
+CREATE TABLE IF NOT EXISTS sths (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tree_size INTEGER NOT NULL,
+    timestamp TEXT NOT NULL,
+    root_hash BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    key_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cluster (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch INTEGER NOT NULL DEFAULT 0,
+    leader TEXT,
+    leader_since TEXT,
+    stream_seq INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO cluster (id) VALUES (1);
+CREATE TABLE IF NOT EXISTS rejected (
+    stream_seq INTEGER PRIMARY KEY,
+    source TEXT,
+    event_id TEXT,
+    key_name TEXT,
+    body TEXT NOT NULL,
+    errors TEXT NOT NULL,
+    node TEXT,
+    received_at TEXT,
+    rejected_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejected_key ON rejected (source, event_id);
+CREATE TABLE IF NOT EXISTS snapshots (
+    name TEXT PRIMARY KEY, seq INTEGER NOT NULL, digest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    tree_size INTEGER NOT NULL,
+    root_hash BLOB NOT NULL,
+    witness TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (tree_size, witness)
+);
+""" + _APPEND_ONLY
 
-_COLUMNS = "seq, kind, body, source, event_id, key_name, cause_seq, recorded_at"
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.db.execute(sql, args).fetchall()
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.db.executemany(sql, rows)
 
 
-class SQLiteLog(EventLog):
+class SQLiteLog(SQLLog):
     """An `EventLog` in a SQLite file; safe to call from several threads (one lock)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.where = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
@@ -61,105 +115,29 @@ class SQLiteLog(EventLog):
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise OperationalError(f"{self.path}: {exc}") from exc
-        self._max = self._query_max()
 
-    def _query_max(self) -> int:
-        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM log").fetchone()
-        return int(row[0])
-
-    def append(
-        self, entries: Sequence[LogEntry], *, leaf_hashes: Sequence[bytes] | None = None
-    ) -> None:
-        """Append entries in one transaction, fsynced before returning.
-
-        `leaf_hashes` (from `tocsin.store.merkle`), one per entry, go to `merkle_leaves` in the
-        same transaction.
-        """
-        if not entries:
-            return
-        if leaf_hashes is not None and len(leaf_hashes) != len(entries):
-            raise ValueError("one leaf hash per entry")
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[_Tx]:
         with self._lock:
-            # every seq, not only the first: a gap inside a batch would be committed silently
-            for expected, e in enumerate(entries, self._max + 1):
-                if e.seq != expected:
-                    raise IntegrityError(f"seq {e.seq} does not continue the log at {expected}")
-            rows = [
-                (e.seq, e.kind, e.body, e.source, e.event_id, e.key_name, e.cause_seq,
-                 e.recorded_at)
-                for e in entries
-            ]
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(f"INSERT INTO log ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
-                if leaf_hashes is not None:
-                    self._db.executemany(
-                        "INSERT INTO merkle_leaves (seq, hash) VALUES (?, ?)",
-                        zip((e.seq for e in entries), leaf_hashes, strict=False),
-                    )
+                yield _Tx(self._db)
                 self._db.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                self._rollback()
-                raise IntegrityError(f"{self.path}: {exc}") from exc
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise OperationalError(f"{self.path}: {exc}") from exc
-            self._max = entries[-1].seq
-
-    def _rollback(self) -> None:
-        try:
-            self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-
-    def max_seq(self) -> int:
-        """The seq of the last entry."""
-        return self._max
-
-    def read(self, start: int = 1, end: int | None = None) -> Iterator[LogEntry]:
-        """Entries in [start, end], streamed in pages."""
-        stop = self._max if end is None else end
-        page = 5000
-        cursor = start
-        while cursor <= stop:
-            with self._lock:
-                try:
-                    rows = self._db.execute(
-                        f"SELECT {_COLUMNS} FROM log WHERE seq >= ? AND seq <= ? "
-                        "ORDER BY seq LIMIT ?",
-                        (cursor, stop, page),
-                    ).fetchall()
-                except sqlite3.Error as exc:
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise IntegrityError(f"{self.path}: {exc}") from exc
+                if isinstance(exc, sqlite3.Error):
                     raise OperationalError(f"{self.path}: {exc}") from exc
-            if not rows:
-                return
-            for r in rows:
-                yield LogEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
-            cursor = rows[-1][0] + 1
+                raise
 
-    def find_event(self, source: str, event_id: str) -> int | None:
-        """The seq of (source, id), if logged."""
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            row = self._db.execute(
-                "SELECT seq FROM log WHERE kind = 'event' AND source = ? AND event_id = ?",
-                (source, event_id),
-            ).fetchone()
-        return None if row is None else int(row[0])
-
-    def get_meta(self, key: str) -> str | None:
-        """A stored metadata value."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Store a metadata value."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise OperationalError(f"{self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection."""

@@ -1,0 +1,162 @@
+"""`tocsin audit counterfactual` and its arithmetic: alert-hours, clipping, protection."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tocsin.audit.counterfactual import OfficialIndex, sample_days, union_hours
+from tocsin.cli import main
+from tocsin.geo import RegionSet
+from tocsin.scenarios.record import day_window
+from tocsin.store.history import HistoryAlert
+
+ODESA = "UA51000000000030770"
+H = 3600.0
+
+
+def test_union_counts_overlaps_once_and_clips() -> None:
+    assert union_hours([(0, H), (0.5 * H, 2 * H), (5 * H, 6 * H)], 0, 10 * H) == 3.0
+    assert union_hours([(0, 4 * H)], H, 2 * H) == 1.0
+    assert union_hours([(0, H)], 2 * H, 3 * H) == 0.0
+    assert union_hours([], 0, H) == 0.0
+
+
+def test_an_oblast_alert_counts_for_every_hromada_in_it(ua: RegionSet) -> None:
+    alerts = [HistoryAlert(ODESA, "oblast", 0, 7200),
+              HistoryAlert(ua.leaves_under(ODESA)[0], "hromada", 3600, 10800)]
+    index = OfficialIndex(alerts, ua)
+    spans = index.spans(0, 7200)
+    hromadas = ua.leaves_under(ODESA)
+    assert set(spans) == set(hromadas)
+    total = sum(union_hours(v, 0, 7200) for v in spans.values())
+    assert total == pytest.approx(2.0 * len(hromadas))  # the overlap counts once
+
+
+def test_window_runs_from_earliest_start_to_latest_end_kyiv_time() -> None:
+    rows = [(2, {"time_start": "2023-03-09 01:00", "time_end": "2023-03-09 07:00"}),
+            (3, {"time_start": "2023-03-09 03:00", "time_end": "2023-03-09 09:30"})]
+    lo, hi = day_window(rows)
+    assert (lo.isoformat(), hi.isoformat()) == ("2023-03-08T23:00:00+00:00",
+                                                "2023-03-09T07:30:00+00:00")
+    lo, hi = day_window([(2, {"time_start": "2023-07-01", "time_end": "2023-07-01"})])
+    assert (lo.isoformat(), hi.isoformat()) == ("2023-06-30T21:00:00+00:00",
+                                                "2023-07-01T21:00:00+00:00")
+
+
+def test_sample_spreads_days_evenly() -> None:
+    days = [date(2023, 1, d) for d in range(1, 31)]
+    assert sample_days(days, 3) == [date(2023, 1, 6), date(2023, 1, 16), date(2023, 1, 26)]
+    assert sample_days(days, None) == days
+    assert sample_days(days, 100) == days
+
+
+def _official(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    text = "oblast,raion,hromada,level,started_at,finished_at,source\r\n" + "".join(
+        f"{o},,,oblast,{a},{b},official\r\n" for o, a, b in rows)
+    path.write_bytes(gzip.compress(text.encode()))
+    return path
+
+
+def _attacks(path: Path) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, ["time_start", "time_end", "model", "launch_place", "target",
+                                "launched", "destroyed", "not_reach_goal"])
+        w.writeheader()
+        w.writerow({"time_start": "2023-05-01 21:00", "time_end": "2023-05-02 03:00",
+                    "model": "Shahed-136/131", "launch_place": "Primorsko-Akhtarsk",
+                    "target": "Odesa oblast", "launched": "6", "destroyed": "3",
+                    "not_reach_goal": "1"})
+        w.writerow({"time_start": "2023-05-03 02:00", "time_end": "2023-05-03 02:00",
+                    "model": "Iskander-M", "launch_place": "Crimea",
+                    "target": "Odesa oblast", "launched": "1", "destroyed": "0",
+                    "not_reach_goal": "0"})
+        # outside the official record's span: not a day of the comparison
+        w.writerow({"time_start": "2025-05-01 21:00", "time_end": "2025-05-02 03:00",
+                    "model": "Shahed-136/131", "launch_place": "Kursk oblast",
+                    "target": "Ukraine", "launched": "2", "destroyed": "0",
+                    "not_reach_goal": "0"})
+    return path
+
+
+def test_cli_compares_generated_days_with_the_official_alerts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = _official(tmp_path / "official.csv.gz", [
+        ("Odeska oblast", "2023-05-01 18:00:00+00:00", "2023-05-01 20:00:00+00:00"),
+        ("Odeska oblast", "2023-05-01 19:00:00+00:00", "2023-05-01 21:00:00+00:00"),
+        ("Lvivska oblast", "2023-05-05 00:00:00+00:00", "2023-05-05 01:00:00+00:00"),
+        ("Lvivska oblast", "2023-04-01 00:00:00+00:00", "2023-04-01 01:00:00+00:00"),
+    ])
+    attacks = _attacks(tmp_path / "attacks.csv")
+    out = tmp_path / "out"
+    assert main(["audit", "counterfactual", "--attacks", str(attacks), "--history",
+                 str(history), "--report-s", "120", "--out", str(out)]) == 0
+    assert "2 days: official" in capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    for key in ("days", "official_alert_hours", "tocsin_alert_hours", "ratio", "impacts",
+                "impacts_alerted", "median_lead_s"):
+        assert key in s
+    assert s["days"] == 2
+    with (out / "days.csv").open() as fh:
+        days = {r["day"]: r for r in csv.DictReader(fh)}
+    assert set(days) == {"2023-05-01", "2023-05-03"}
+    # 2023-05-01 21:00-03:00 Kyiv is 18:00-00:00 UTC: the two overlapping official alerts
+    # cover 18:00-21:00, three hours, counted once, on every hromada of Odesa oblast
+    from tocsin.geo import load_region_set
+
+    n = len(load_region_set().leaves_under(ODESA))
+    assert float(days["2023-05-01"]["official_alert_hours"]) == pytest.approx(3.0 * n, rel=1e-3)
+    assert float(days["2023-05-03"]["official_alert_hours"]) == 0.0
+    assert int(days["2023-05-01"]["impacts"]) + int(days["2023-05-03"]["impacts"]) == s["impacts"]
+    assert s["impacts"] >= 2  # 2 drones + the missile fall (less any at sea)
+    assert s["by_class"]["drone"]["impacts"] + s["by_class"]["ballistic_missile"][
+        "impacts"] == s["explosions"]["impacts"]
+    page = (out / "report.html").read_text()
+    assert "The threats are generated, the official alerts are real" in page
+    _assert_offline(page)
+    assert page.count("<svg") == 3
+
+
+def _assert_offline(page: str) -> None:
+    assert "<script" not in page and "src=" not in page and "@import" not in page
+    # matplotlib's SVG refers to its own elements (href="#…"); nothing else may be linked
+    assert not re.findall(r'href="(?!#)', page)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--history", "missing.csv"], "no such file"),
+    (["--sample", "0"], "at least 1"),
+    (["--from", "2023-06-01", "--to", "2023-05-01"], "before --from"),
+    (["--from", "2024-01-01"], "no attack day"),
+])
+def test_cli_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    history = _official(tmp_path / "official.csv.gz", [
+        ("Odeska oblast", "2023-04-01 18:00:00+00:00", "2023-05-10 20:00:00+00:00")])
+    attacks = _attacks(tmp_path / "attacks.csv")
+    base = ["audit", "counterfactual", "--attacks", str(attacks), "--out", str(tmp_path / "o")]
+    if "--history" not in args:
+        base += ["--history", str(history)]
+    else:
+        args = ["--history", str(tmp_path / args[1])]
+    assert main(base + args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_a_file_that_is_not_the_official_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["audit", "counterfactual", "--attacks", str(_attacks(tmp_path / "a.csv")),
+                 "--history", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "no alert could be read" in capsys.readouterr().err
