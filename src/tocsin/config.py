@@ -48,7 +48,10 @@ class Settings:
     demo: bool = False
     demo_scenario: str = ""
     demo_speed: float = 1.0
-    cap_sender: str = "tocsin@localhost"
+    public_url: str | None = None
+    allow_private_webhooks: bool = False
+    cap_sender: str | None = None
+    cap_embed: bool = False
     mqtt_url: str | None = None
     siren_ack_s: float = 10.0
     log_key: Path | None = None
@@ -107,8 +110,17 @@ SETTINGS: Mapping[str, str] = MappingProxyType(
         "demo_scenario": "The drill: a bundled name, a .jsonl file or record:YYYY-MM-DD (empty: "
         "the bundled record day).",
         "demo_speed": "How many times faster than real time the drill plays.",
+        "public_url": "The server's public base URL (e.g. https://alerts.example.gov.ua/): "
+        "Atom ids and links of the CAP feed are built from it, never from a request's Host "
+        "(default: http://host:port/).",
+        "allow_private_webhooks": "Let webhook subscriptions target loopback, private, "
+        "link-local and multicast addresses (refused by default, at subscription and again "
+        "at delivery after DNS resolution).",
         "cap_sender": "CAP <sender> of published messages, e.g. alerts@example.gov.ua "
-        "(no spaces, commas, < or &).",
+        "(no spaces, commas, < or &); default: tocsin-<fingerprint of the log key>@<host of "
+        "public_url>, unique per deployment.",
+        "cap_embed": "Embed each CAP message in its Atom entry (as the content), for readers "
+        "that do not follow links.",
         "mqtt_url": "MQTT broker for sirens, e.g. mqtt://127.0.0.1:1883 (unset: sirens off).",
         "siren_ack_s": "Seconds a siren has to acknowledge a command before it is reported "
         "faulty.",

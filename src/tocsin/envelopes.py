@@ -2,7 +2,8 @@
 
 An envelope is a transition's JSON object plus its provenance: `cause_time` (the causing event's
 own time), `decided_at` (when the event was logged), `log_index` (its leaf in the Merkle log) and
-`published_at` (when this copy went out). Live ones are built from a `Decision` just committed;
+`published_at` (when this copy went out), and the deployment `mode` (`tocsin.modes`), so no
+machine takes a drill for the real thing. Live ones are built from a `Decision` just committed;
 the log's own entries give the same envelopes to resuming streams, followers and republishers.
 """
 
@@ -14,12 +15,15 @@ from typing import Any
 from tocsin.errors import IntegrityError
 from tocsin.ledger import Decision
 from tocsin.model import format_time, parse_time
+from tocsin.modes import ACTUAL, stamp
 from tocsin.store.base import LogEntry
 
 __all__ = ["envelopes_of", "live_envelopes"]
 
 
-def live_envelopes(decision: Decision, decided_at: str, published_at: str) -> list[dict[str, Any]]:
+def live_envelopes(
+    decision: Decision, decided_at: str, published_at: str, *, mode: str = ACTUAL
+) -> list[dict[str, Any]]:
     """The envelopes of the transitions a committed decision made."""
     out = []
     for res in decision.accepted:
@@ -28,8 +32,7 @@ def live_envelopes(decision: Decision, decided_at: str, published_at: str) -> li
             env["cause_time"] = decision.cause_times.get(t.cause_seq)
             env["decided_at"] = decided_at
             env["log_index"] = t.seq - 1
-            env["published_at"] = published_at
-            out.append(env)
+            out.append(stamp(env, published_at=published_at, mode=mode))
     return out
 
 
@@ -38,6 +41,8 @@ def envelopes_of(
     published_at: str,
     cause: Callable[[int], LogEntry] | None = None,
     leaves: set[str] | None = None,
+    *,
+    mode: str = ACTUAL,
 ) -> list[dict[str, Any]]:
     """The transitions among logged `entries` as envelopes (of regions in `leaves`, if given).
 
@@ -61,8 +66,7 @@ def envelopes_of(
             times[seq] = (_event_time(ev.obj()), ev.recorded_at)
         env["cause_time"], env["decided_at"] = times[seq]
         env["log_index"] = entry.seq - 1
-        env["published_at"] = published_at
-        out.append(env)
+        out.append(stamp(env, published_at=published_at, mode=mode))
     return out
 
 

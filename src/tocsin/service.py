@@ -241,6 +241,18 @@ class Service:
                 f"{self.settings.data_dir} holds a log decided on region set {stored!r}; "
                 f"start with --regions {stored} (or use another data directory)"
             )
+        # A drill and the real thing never share a log: every copy of a transition (a resumed
+        # stream, a webhook retried after a restart) is marked with the mode of the server
+        # sending it, which must be the mode it was decided in.
+        mode = self.log.get_meta("mode")
+        if mode is None:
+            self.log.set_meta("mode", self.settings.mode)
+        elif mode != self.settings.mode:
+            raise TocsinError(
+                f"{self.settings.data_dir} holds the log of a server in {mode} mode; start "
+                f"with --mode {mode}, or use another data directory for this {self.settings.mode}"
+                " one (--demo runs in exercise mode)"
+            )
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -392,7 +404,7 @@ class Service:
         copy is published again.
         """
         return envelopes_of(list(self.log.read(after + 1, end)), format_time(self.clock()),
-                            self.entry, leaves)
+                            self.entry, leaves, mode=self.settings.mode)
 
     def body_at(self, seq: int) -> Any:
         """The JSON body of the log entry at `seq` (None if there is none)."""
@@ -457,7 +469,9 @@ class LocalIngest:
                 decision = decision + mine
         if decision.entries:
             ledger.commit(decision)
-        return SubmitResult(accepted, live_envelopes(decision, recorded, recorded)), error
+        envelopes = live_envelopes(decision, recorded, recorded,
+                                   mode=self.service.settings.mode)
+        return SubmitResult(accepted, envelopes), error
 
 
 class SoleWriter:

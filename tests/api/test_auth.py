@@ -64,7 +64,7 @@ async def test_a_batch_needs_every_role_it_uses(api: Api) -> None:
 
 async def test_admin_endpoints_by_role(api: Api) -> None:
     admin = api.auth("admin")
-    sub = {"url": "http://127.0.0.1:9/hook", "regions": [LVIV_OBLAST]}
+    sub = {"url": "https://hooks.tocsin.invalid/hook", "regions": [LVIV_OBLAST]}
 
     async def existing_key() -> str:
         r = await api.client.post("/api/v1/keys", json={"role": "reader"}, headers=admin)

@@ -49,7 +49,7 @@ async def test_detection_is_logged_and_alerts_follow(api: Api) -> None:
     assert len(in_oblast) == sum(1 for a in everything if a["region"] in kharkiv)
     assert len(in_oblast) < len(everything)
     r = await api.client.get("/api/v1/alerts/active", params={"region": LVIV_OBLAST})
-    assert r.json() == {"alerts": []}
+    assert r.json()["alerts"] == []
 
     lat, lon = KHARKIV
     r = await api.client.get("/api/v1/alerts/active", params={"lat": lat, "lon": lon})

@@ -66,7 +66,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/v1/subscriptions"): ("admin", "/api/v1/subscriptions", None),
     ("POST", "/api/v1/subscriptions"): (
         "admin", "/api/v1/subscriptions",
-        {"url": "http://127.0.0.1:9/h", "regions": [LVIV_OBLAST]}),
+        {"url": "http://h.invalid/h", "regions": [LVIV_OBLAST]}),
     ("DELETE", "/api/v1/subscriptions/{sub_id}"): ("admin", "/api/v1/subscriptions/{sub}", None),
     ("GET", "/api/v1/subscriptions/{sub_id}/deliveries"): (
         "admin", "/api/v1/subscriptions/{sub}/deliveries", None),
@@ -89,6 +89,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/v1/map/regions"): ("reader", "/api/v1/map/regions", None),
     ("GET", "/api/v1/info"): ("reader", "/api/v1/info", None),
     ("GET", "/api/v1/whoami"): ("key", "/api/v1/whoami", None),
+    ("POST", "/api/v1/stream/ticket"): ("key", "/api/v1/stream/ticket", None),
     ("GET", "/api/v1/incidents"): ("reader", "/api/v1/incidents", None),
     ("GET", "/cap/feed.atom"): ("reader", "/cap/feed.atom", None),
     ("GET", "/cap/signing-key.pem"): ("reader", "/cap/signing-key.pem", None),
@@ -111,6 +112,19 @@ MATRIX: dict[tuple[str, str], tuple[str, str, Any]] = {
         "reader", "/v2/iot/active_air_raid_alerts.json", None),
     ("GET", "/api/v1/sirens"): ("reader", "/api/v1/sirens", None),
     ("POST", "/api/v1/sirens/{siren_id}/test"): ("operator", "/api/v1/sirens/s-1/test", None),
+    ("POST", "/api/v1/sirens"): (
+        "admin", "/api/v1/sirens", [{"id": "m-1", "lat": LVIV[0], "lon": LVIV[1]}]),
+    ("DELETE", "/api/v1/sirens/{siren_id}"): ("admin", "/api/v1/sirens/m-1", None),
+    ("HEAD", "/cap/feed.atom"): ("reader", "/cap/feed.atom", None),
+    ("HEAD", "/cap/{identifier}.xml"): ("reader", "/cap/x.xml", None),
+    ("GET", "/api/v3/regions"): ("reader", "/api/v3/regions", None),
+    ("GET", "/api/v3/alerts"): ("reader", "/api/v3/alerts", None),
+    ("GET", "/api/v3/alerts/status"): ("reader", "/api/v3/alerts/status", None),
+    ("GET", "/api/v3/alerts/{region_id}"): ("reader", "/api/v3/alerts/31", None),
+    ("GET", "/WarningMessages/alert/alerts.json"): (
+        "reader", "/WarningMessages/alert/alerts.json", None),
+    ("GET", "/WarningMessages/alert/History/AlertsHistory.json"): (
+        "reader", "/WarningMessages/alert/History/AlertsHistory.json", None),
 }
 
 
@@ -158,7 +172,7 @@ async def call(api: Api, method: str, path: str, body: Any, headers: dict[str, s
         path = path.format(key=r.json()["id"])
     if "{sub}" in path:
         r = await api.client.post("/api/v1/subscriptions", headers=api.auth("admin"),
-                                  json={"url": "http://127.0.0.1:9/h", "regions": [LVIV_OBLAST]})
+                                  json={"url": "http://h.invalid/h", "regions": [LVIV_OBLAST]})
         path = path.format(sub=r.json()["id"])
     if path == "/api/v1/stream":
         async with api.stream(headers=headers) as stream:

@@ -96,7 +96,8 @@ async def test_status_follows_the_mode(start: Start, mode: str, status: str) -> 
 
 async def test_feed_and_messages_over_http(start: Start, ua: RegionSet,
                                            clock: FakeClock) -> None:
-    async with start(cap_sender="alerts@example.gov.ua") as api:
+    async with start(cap_sender="alerts@example.gov.ua",
+                     public_url="http://tocsin.test/") as api:
         leaf = ua.locate(*KHARKIV)
         assert leaf is not None
         clock.advance(1)  # each event at the server's clock, not ahead of it
@@ -113,6 +114,9 @@ async def test_feed_and_messages_over_http(start: Start, ua: RegionSet,
         root = ET.fromstring(r.content)
         links = [e.find(f"{ATOM}link").get("href") for e in root.iter(f"{ATOM}entry")]
         assert links == [f"http://tocsin.test/cap/tocsin-{s}.xml" for s in (end_seq, start_seq)]
+        # a forged Host changes nothing: links come from the configured public URL
+        forged = await api.client.get("/cap/feed.atom", headers={"Host": "attacker.example"})
+        assert forged.content == r.content and b"attacker" not in forged.content
         for href in links:
             m = await api.client.get(href.removeprefix("http://tocsin.test"))
             assert m.status_code == 200

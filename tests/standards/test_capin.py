@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
@@ -17,7 +18,7 @@ from tocsin.cli import main
 from tocsin.engine.core import Engine
 from tocsin.geo import RegionSet
 from tocsin.model import parse_time
-from tocsin.outputs.cap import CapArea, CapInfo, CapMessage, cap_time, encode
+from tocsin.outputs.cap import CapArea, CapInfo, CapMessage, cap_time, encode, parse
 from tocsin.store import open_log
 
 pytestmark = pytest.mark.anyio
@@ -225,14 +226,39 @@ async def test_our_own_cap_round_trips_into_another_tocsin(start: Start, ua: Reg
         first, last = a.transition_seqs()
         alert = (await a.client.get(f"/cap/tocsin-{first}.xml")).content
         cancel = (await a.client.get(f"/cap/tocsin-{last}.xml")).content
+    sender = parse(alert).sender
+    assert re.fullmatch(r"tocsin-[0-9a-f]{16}@[^@\s]+", sender)  # unique per deployment
     async with start("b") as b:
         r = await post(b, alert)
         assert r.json()["regions"] == [leaf]
         assert r.json()["messages"][0]["alert_type"] == "nuclear"
-        assert (await active(b))[(leaf, "nuclear")] == ["operator:cap:tocsin@localhost"]
+        assert (await active(b))[(leaf, "nuclear")] == [f"operator:cap:{sender}"]
         r = await post(b, cancel)
         assert r.json()["messages"][0]["cleared"] == [leaf]
         assert not await active(b)
+
+
+@pytest.mark.parametrize("leaf", ["cod:UA8000000", "cod:UA8500000", "cod:UA3200000"])
+async def test_special_units_are_geocoded_and_round_trip_alone(
+    start: Start, ua: RegionSet, leaf: str
+) -> None:
+    """Kyiv, Sevastopol and the Chornobyl zone: a geocode each, and another tocsin raises
+    exactly that unit (not its neighbours by polygon overlap)."""
+    async with start("a") as a:
+        await a.post(event("operator_alert", 1, regions=[leaf], alert_type="air_raid",
+                           action="raise", operator="duty"))
+        (seq,) = a.transition_seqs()
+        alert = (await a.client.get(f"/cap/tocsin-{seq}.xml")).content
+    codes = dict(parse(alert).infos[0].areas[0].geocodes)
+    expected = {"cod:UA8000000": {"KATOTTG": "UA80000000000093317", "alerts.in.ua": "31"},
+                "cod:UA8500000": {"KATOTTG": "UA85000000000065278", "alerts.in.ua": "30"},
+                "cod:UA3200000": {}}[leaf]
+    assert codes == {**expected, "COD-AB": leaf.removeprefix("cod:")}
+    async with start("b") as b:
+        r = await post(b, alert)
+        (named,) = r.json()["regions"]  # the unit, named by the coarsest region it makes up
+        assert ua.leaves_under(named) == (leaf,) or list(ua.leaves_under(named)) == [leaf]
+        assert list(await active(b)) == [(leaf, "air_raid")]
 
 
 def test_cli_imports_into_a_stopped_servers_log(tmp_path: Path, clock: FakeClock,

@@ -292,3 +292,34 @@ def test_the_real_alerts_in_ua_client_works_against_tocsin(
     monkeypatch.setattr(alerts_in_ua.AsyncClient, "API_BASE_URL", server.base)
     aclient = alerts_in_ua.AsyncClient(token=reader)
     assert len(asyncio.run(aclient.get_active_alerts())) == 2
+
+
+@pytest.mark.anyio
+async def test_last_modified_moves_only_with_the_answers_own_content(
+    start: Start, clock: FakeClock
+) -> None:
+    """During an attack, a poller of one oblast's letter keeps getting 304 while other
+    places change."""
+    async with start() as api:
+        await api.post(raise_([KHARKIV_OBLAST], 1))
+        clock.advance(2)
+        path = "/v1/iot/active_air_raid_alerts/22.json"  # Kharkiv oblast's letter
+        first = await api.client.get(path)
+        held, etag = first.headers["last-modified"], first.headers["etag"]
+        for i in range(3):  # elsewhere: Lviv raised and cleared, seconds apart
+            clock.advance(2)
+            await api.post(raise_([LVIV_HROMADA], 3 + i * 2,
+                                  action="raise" if i % 2 == 0 else "clear"))
+            clock.advance(2)
+            r = await api.client.get(path, headers={"If-Modified-Since": held})
+            assert r.status_code == 304 and r.headers["last-modified"] == held
+            r = await api.client.get(path, headers={"If-None-Match": etag})
+            assert r.status_code == 304
+            active = await api.client.get("/v1/alerts/active.json",
+                                          headers={"If-Modified-Since": held})
+            assert active.status_code == 200  # that answer did change
+        clock.advance(2)
+        await api.post(event("operator_alert", 20, regions=[KHARKIV_OBLAST],
+                             alert_type="air_raid", action="clear", operator="duty"))
+        r = await api.client.get(path, headers={"If-Modified-Since": held})
+        assert r.status_code == 200 and r.json() == "N"

@@ -21,7 +21,8 @@ from tests.api.helpers import KHARKIV, LVIV, Api, wait_until
 from tests.engine.helpers import event
 from tocsin.cli import main
 from tocsin.geo import RegionSet
-from tocsin.outputs.sirens import parse_broker_url, simulate_sirens, topic
+from tocsin.outputs.sirens import parse_broker_url, topic
+from tocsin.outputs.sirensim import simulate_sirens
 from tocsin.store.admin import AdminStore, SirenRecord
 
 Start = Callable[..., AbstractAsyncContextManager[Api]]

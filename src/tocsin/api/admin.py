@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
-from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from tocsin.api.auth import Principal, authenticate, require
 from tocsin.errors import FieldError, ValidationError
 from tocsin.model import ALERT_TYPES
+from tocsin.outputs.webhooks import TargetRefused, TargetUnresolved, resolve_target
 from tocsin.service import Service
 from tocsin.store.admin import ROLES
 
@@ -80,9 +81,13 @@ async def create_subscription(
 ) -> dict[str, Any]:
     """Subscribe a URL to matching transitions; the signing secret is in this answer only."""
     errors = []
-    url = urlparse(body.url)
-    if url.scheme not in ("http", "https") or not url.netloc:
-        errors.append(FieldError("url", "must be an http(s) URL"))
+    try:
+        await asyncio.to_thread(resolve_target, body.url,
+                                allow_private=service.settings.allow_private_webhooks)
+    except TargetUnresolved:
+        pass  # DNS may be down now; every delivery resolves and checks again
+    except TargetRefused as exc:
+        errors.append(FieldError("url", str(exc)))
     if body.regions is None and body.point is None:
         errors.append(FieldError("regions", "give regions or a point"))
     if body.regions is not None and body.point is not None:

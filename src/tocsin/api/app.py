@@ -61,6 +61,50 @@ class BodyLimit:
             await _too_large(self.limit, send)
 
 
+class ModeHeader:
+    """`X-Tocsin-Mode` on every answer, so even a client that reads no body field sees a drill."""
+
+    def __init__(self, app: ASGIApp, mode: str) -> None:
+        self.app = app
+        self.header = (b"x-tocsin-mode", mode.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def marked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, marked)
+
+
+class JsonBodies:
+    """Read an API body as JSON when the client did not say what it is.
+
+    `curl -d` labels its body `application/x-www-form-urlencoded`; tocsin takes no forms, and
+    `/api/v1/events` reads any body as JSON, so every JSON endpoint does the same (the CAP
+    import, which takes XML, is left alone).
+    """
+
+    _FORM = b"application/x-www-form-urlencoded"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH")
+                and scope["path"].startswith("/api/") and scope["path"] != "/api/v1/cap"):
+            headers = [(k, v) for k, v in scope.get("headers", ())
+                       if not (k == b"content-type" and v.split(b";")[0].strip() == self._FORM)]
+            if not any(k == b"content-type" for k, _ in headers):
+                headers.append((b"content-type", b"application/json"))
+                scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -143,6 +187,8 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     app.state.metrics = Metrics(svc)
     install_stream(app, ServiceFeed(svc), svc.regions, app.state.metrics.streams)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ModeHeader, mode=settings.mode)
+    app.add_middleware(JsonBodies)
 
     @app.exception_handler(TocsinError)
     async def tocsin_error(_request: Request, exc: TocsinError) -> JSONResponse:
@@ -167,10 +213,16 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     app.include_router(cluster.router)
     web.install(app)
 
-    from tocsin.api import cap, compat, sirens
+    from tocsin.api import cap, compat, oref, sirens, ukrainealarm
 
-    for standard in (cap, compat, sirens):  # CAP feed and import, alerts.in.ua API, sirens
+    # CAP feed and import, alerts.in.ua and ukrainealarm APIs (the second reads the first),
+    # Pikud HaOref's on a set of its areas, sirens
+    for standard in (cap, compat, ukrainealarm, oref, sirens):
         standard.install(app, svc)
+
+    from tocsin.api import openapi
+
+    openapi.install(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -11,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from tocsin.api.auth import Principal, authenticate, require
 from tocsin.api.read import reader
 from tocsin.outputs.cap import CapError, cap_time
-from tocsin.outputs.capfeed import CapFeed, load_signing_key, seq_of
+from tocsin.outputs.capfeed import CapFeed, default_sender, load_signing_key, seq_of
 from tocsin.outputs.capin import RegionMatcher, import_cap
 from tocsin.service import Service
 
@@ -26,12 +29,16 @@ ATOM_XML = "application/atom+xml"
 def install(app: FastAPI, service: Service) -> None:
     """Add the CAP routes; keep a CAP feed of `service`'s alerts, rebuilt from the log."""
     settings = app.state.settings
+    base = public_url(settings)
     feed = CapFeed(
         service.regions,
         service.log,
-        sender=settings.cap_sender,
+        sender=settings.cap_sender or default_sender(service.log_key.public_key(), base),
         mode=settings.mode,
         signing_key=load_signing_key(settings.data_dir),
+        expires_s=service.policy.cap_expires_s,
+        base_url=base,
+        embed=settings.cap_embed,
     )
     service.add_read_model("cap", feed, feed.apply)
     service.on_publish.append(feed.apply_many)
@@ -40,17 +47,47 @@ def install(app: FastAPI, service: Service) -> None:
     app.include_router(router)
 
 
-def _signed(request: Request, body: bytes, media_type: str) -> Response:
+def public_url(settings: Any) -> str:
+    """The configured public base URL, else `http://host:port/` of the listening socket."""
+    if settings.public_url:
+        return str(settings.public_url).rstrip("/") + "/"
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "localhost"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}/"
+
+
+def _signed(request: Request, body: bytes, media_type: str, modified: str) -> Response:
+    """The body with its signature, `ETag` and `Last-Modified`; 304 for a current copy."""
     feed: CapFeed = request.app.state.capfeed
-    headers = {"Cache-Control": "no-cache"}
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    changed = datetime.fromisoformat(modified)
+    headers = {"Cache-Control": "no-cache", "ETag": etag,
+               "Last-Modified": format_datetime(changed, usegmt=True)}
     signature = feed.signature(body)
     if signature is not None:
         headers["X-CAP-Signature"] = signature
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        if etag in {t.strip().removeprefix("W/") for t in match.split(",")}:
+            return Response(status_code=304, headers=headers)
+    elif _not_older(request.headers.get("if-modified-since"), changed):
+        return Response(status_code=304, headers=headers)
     return Response(body, media_type=media_type, headers=headers)
 
 
+def _not_older(value: str | None, changed: datetime) -> bool:
+    if not value:
+        return False
+    try:
+        held = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return held.tzinfo is not None and held >= changed.replace(microsecond=0)
+
+
+@router.head("/cap/feed.atom", response_class=Response, operation_id="cap_feed_head")
 @router.get("/cap/feed.atom", response_class=Response,
-            responses={200: {"content": {ATOM_XML: {}}}})
+            responses={200: {"content": {ATOM_XML: {}}}, 304: {"description": "Current"}})
 async def cap_feed(
     request: Request,
     limit: int = Query(1000, ge=1, le=1000, description="at most this many newest messages"),
@@ -58,11 +95,16 @@ async def cap_feed(
 ) -> Response:
     """Atom feed of the latest CAP messages, newest first, each linking to its CAP XML."""
     feed: CapFeed = request.app.state.capfeed
-    body = feed.feed(str(request.base_url), limit=limit, updated=cap_time(service.clock()))
-    return _signed(request, body, ATOM_XML)
+    newest = feed.newest_sent() or cap_time(service.clock())
+    if feed.embed:
+        body = await asyncio.to_thread(feed.feed, limit=limit, updated=newest)
+    else:
+        body = feed.feed(limit=limit, updated=newest)
+    return _signed(request, body, ATOM_XML, newest)
 
 
-@router.get("/cap/signing-key.pem", response_class=Response)
+@router.get("/cap/signing-key.pem", response_class=Response,
+            responses={200: {"content": {"application/x-pem-file": {}}}})
 async def cap_signing_key(request: Request, _service: Service = Depends(reader)) -> Response:
     """The Ed25519 public key that checks `X-CAP-Signature` (404 when messages are unsigned)."""
     pem = request.app.state.capfeed.public_key_pem()
@@ -71,8 +113,11 @@ async def cap_signing_key(request: Request, _service: Service = Depends(reader))
     return Response(pem, media_type="application/x-pem-file")
 
 
+@router.head("/cap/{identifier}.xml", response_class=Response,
+             operation_id="cap_message_head")
 @router.get("/cap/{identifier}.xml", response_class=Response,
-            responses={200: {"content": {CAP_XML: {}}}, 404: {"description": "No such message"}})
+            responses={200: {"content": {CAP_XML: {}}}, 304: {"description": "Current"},
+                       404: {"description": "No such message"}})
 async def cap_message(
     identifier: str, request: Request, _service: Service = Depends(reader)
 ) -> Response:
@@ -80,9 +125,11 @@ async def cap_message(
     seq = seq_of(identifier)
     feed: CapFeed = request.app.state.capfeed
     body = None if seq is None else await asyncio.to_thread(feed.xml, seq)
-    if body is None:
+    entry = None if seq is None else feed.latest.get(seq)
+    if body is None or seq is None:
         raise HTTPException(404, f"no CAP message {identifier!r}")
-    return _signed(request, body, CAP_XML)
+    sent = entry.sent if entry is not None else feed.sent_of(body)
+    return _signed(request, body, CAP_XML, sent)
 
 
 @router.post(

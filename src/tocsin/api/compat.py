@@ -5,15 +5,22 @@ here: the same paths, JSON shapes, time formats, `Last-Modified` on every 200 an
 unchanged `If-Modified-Since`, and errors as `{"message": ...}`. Any bearer token is accepted
 on a public server (those clients always send one); a `--private` server wants a reader key.
 
-`Last-Modified` has whole seconds, so a change later in the same second would hide behind an
-equal date. While the newest change is in the current second the date sent is one second
-earlier, which makes the next conditional request fetch again; `304` is answered only when the
-date the client holds is not older than the newest change.
+`Last-Modified` moves only when what an answer shows changes: each answer (by path) keeps the
+digest of its content and the time that content was first served, so a transition the answer
+does not show (another oblast's hromada, a severity inside an alert already listed by oblast)
+leaves its date alone and conditional requests keep getting `304` during an attack. The digest is
+also the answer's `ETag`. HTTP dates have whole seconds, so a change later in the same second
+would hide behind an equal date: while the content is from the current second the date sent is
+one second earlier, which makes the next conditional request fetch again; `304` is answered only
+when the date the client holds is not older than the content.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -22,6 +29,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from tocsin.api.auth import authenticate, client_of, require
+from tocsin.modes import notice
 from tocsin.outputs.alertsinua import PERIODS, AlertsInUaView, meta_time
 from tocsin.service import Service
 
@@ -45,12 +53,44 @@ class CompatError(Exception):
         self.headers = headers
 
 
+class Versions:
+    """Per answer: the digest of its content and when that content was first served.
+
+    Keys are request paths of known locations and periods, so their number is bounded by the
+    region set; `limit` bounds it anyway (the least recently changed are forgotten first, which
+    only costs their clients one full answer).
+    """
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._seen: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+
+    def of(self, key: str, content: bytes, latest: datetime) -> tuple[str, datetime]:
+        """The ETag of `content` and when it appeared under `key`.
+
+        `latest` is when the view last took in a change: content can only have changed then,
+        so that time (not this request's) dates a content seen for the first time.
+        """
+        digest = hashlib.blake2b(content, digest_size=12).hexdigest()
+        hit = self._seen.get(key)
+        if hit is not None and hit[0] == digest:
+            return hit
+        found = (digest, latest)
+        self._seen[key] = found
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.limit:
+            self._seen.popitem(last=False)
+        return found
+
+
 def install(app: FastAPI, service: Service) -> None:
     """Keep the alerts.in.ua view of `service`'s alerts on `app.state.alertsinua`."""
-    view = AlertsInUaView(service.regions, clock=service.clock)
+    view = AlertsInUaView(service.regions, clock=service.clock,
+                          notes=notice(service.settings.mode))
     service.add_read_model("alertsinua", view, view.apply)
     service.on_publish.append(view.apply_many)
     app.state.alertsinua = view
+    app.state.alertsinua_versions = Versions()
 
     @app.exception_handler(CompatError)
     async def compat_error(_request: Request, exc: CompatError) -> JSONResponse:
@@ -75,20 +115,40 @@ def compat_reader(request: Request) -> AlertsInUaView:
     return view
 
 
-def _answer(request: Request, view: AlertsInUaView, payload: Any) -> Response:
-    """200 with `Last-Modified`, or 304 when the client's copy is current."""
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _answer(
+    request: Request,
+    view: AlertsInUaView,
+    content: Any,
+    wrap: Callable[[Any, datetime], Any] | None = None,
+) -> Response:
+    """200 with `Last-Modified` and `ETag`, or 304 when the client's copy is current.
+
+    `content` is what the answer shows; `wrap(content, changed)` makes the body around it
+    (e.g. adds `meta.last_updated_at`), so dates in the body do not count as changes.
+    """
+    versions: Versions = request.app.state.alertsinua_versions
+    raw = _dumps(content)
+    etag, changed = versions.of(request.url.path, raw, view.changed_at)
     now = view.clock().astimezone(UTC)
-    newest = view.changed_at.astimezone(UTC).replace(microsecond=0)
+    changed = changed.astimezone(UTC)
+    newest = changed.replace(microsecond=0)
     sent = newest if newest < now.replace(microsecond=0) else newest - timedelta(seconds=1)
-    headers = {"Last-Modified": format_datetime(sent, usegmt=True), "Cache-Control": "no-cache"}
-    held = _http_date(request.headers.get("if-modified-since"))
-    if held is not None and newest <= held <= now:
-        return Response(status_code=304, headers=headers)
-    body = payload() if callable(payload) else payload
-    return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        media_type="application/json", headers=headers,
-    )
+    headers = {"Last-Modified": format_datetime(sent, usegmt=True), "Cache-Control": "no-cache",
+               "ETag": f'"{etag}"'}
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        if f'"{etag}"' in {t.strip().removeprefix("W/") for t in match.split(",")}:
+            return Response(status_code=304, headers=headers)
+    else:
+        held = _http_date(request.headers.get("if-modified-since"))
+        if held is not None and changed <= held <= now:
+            return Response(status_code=304, headers=headers)
+    body = raw if wrap is None else _dumps(wrap(content, changed))
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _http_date(value: str | None) -> datetime | None:
@@ -101,19 +161,21 @@ def _http_date(value: str | None) -> datetime | None:
     return None if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def _alerts(view: AlertsInUaView, alerts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "alerts": alerts,
-        "meta": {"last_updated_at": meta_time(view.changed_at)},
-        "disclaimer": DISCLAIMER,
-    }
+def _alerts(view: AlertsInUaView) -> Callable[[Any, datetime], Any]:
+    disclaimer = DISCLAIMER if view.notes is None else f"{view.notes}. {DISCLAIMER}"
+
+    def wrap(alerts: Any, changed: datetime) -> dict[str, Any]:
+        return {"alerts": alerts, "meta": {"last_updated_at": meta_time(changed)},
+                "disclaimer": disclaimer}
+
+    return wrap
 
 
 @router.get("/v1/alerts/active.json")
 async def active_alerts(request: Request,
                         view: AlertsInUaView = Depends(compat_reader)) -> Response:
     """Alerts in force, rolled up to the coarsest location wholly under alert."""
-    return _answer(request, view, lambda: _alerts(view, view.active()))
+    return _answer(request, view, view.active(), _alerts(view))
 
 
 @router.get("/v1/regions/{uid}/alerts/{period}.json")
@@ -126,7 +188,7 @@ async def region_history(uid: int, period: str, request: Request,
     found = view.region_history(uid, view.clock() - span)
     if found is None:
         raise CompatError(404, f"unknown location uid {uid}")
-    return _answer(request, view, _alerts(view, found))
+    return _answer(request, view, found, _alerts(view))
 
 
 def _iot(version: int) -> None:
@@ -137,17 +199,17 @@ def _iot(version: int) -> None:
                               view: AlertsInUaView = Depends(compat_reader)) -> Response:
         if uid not in view.locations:
             raise CompatError(404, f"unknown location uid {uid}")
-        return _answer(request, view, lambda: view.status(uid, levels=levels))
+        return _answer(request, view, view.status(uid, levels=levels))
 
     @router.get(f"/v{version}/iot/active_air_raid_alerts_by_oblast.json")
     async def oblast_statuses(request: Request,
                               view: AlertsInUaView = Depends(compat_reader)) -> Response:
-        return _answer(request, view, lambda: view.by_oblast(levels=levels))
+        return _answer(request, view, view.by_oblast(levels=levels))
 
     @router.get(f"/v{version}/iot/active_air_raid_alerts.json")
     async def all_statuses(request: Request,
                            view: AlertsInUaView = Depends(compat_reader)) -> Response:
-        return _answer(request, view, lambda: view.statuses(levels=levels))
+        return _answer(request, view, view.statuses(levels=levels))
 
     letters = "R (red), Y (yellow), P or N" if levels else "A, P or N"
     location_status.__doc__ = f"Air-raid status of one location: {letters}."

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tocsin.bus.base import Subscription
 from tocsin.envelopes import envelopes_of
 from tocsin.model import format_time
+from tocsin.modes import ACTUAL
 from tocsin.store.base import EventLog, LogEntry
 
 if TYPE_CHECKING:
@@ -51,9 +52,10 @@ class Feed(Protocol):
 class LogPages:
     """Envelopes read from a log `limit` entries at a time (blocking: call from a thread)."""
 
-    def __init__(self, log: EventLog, clock: Callable[[], datetime]) -> None:
+    def __init__(self, log: EventLog, clock: Callable[[], datetime], mode: str = ACTUAL) -> None:
         self.log = log
         self.clock = clock
+        self.mode = mode
 
     def _cause(self, seq: int) -> LogEntry:
         return next(iter(self.log.read(seq, seq)))
@@ -64,7 +66,7 @@ class LogPages:
         if not entries:
             return [], after
         # an event and its transitions may straddle two pages: the event is fetched by seq
-        envs = envelopes_of(entries, format_time(self.clock()), self._cause)
+        envs = envelopes_of(entries, format_time(self.clock()), self._cause, mode=self.mode)
         return envs, entries[-1].seq
 
 
@@ -72,7 +74,7 @@ class ServiceFeed(LogPages):
     """A running service's log, and its bus for what is published from now on."""
 
     def __init__(self, service: Service) -> None:
-        super().__init__(service.log, service.clock)
+        super().__init__(service.log, service.clock, service.settings.mode)
         self.service = service
         self.closing = service.closing
         self._sub: Subscription | None = None
@@ -98,7 +100,8 @@ class TailFeed(LogPages):
     """A committed log followed from outside the writer: polled every `poll_s` when idle."""
 
     def __init__(self, log: EventLog, *, poll_s: float = 0.02, limit: int = 500) -> None:
-        super().__init__(log, lambda: datetime.now(UTC))
+        # the mode the log's server decided in (kept in its metadata), as the server marks it
+        super().__init__(log, lambda: datetime.now(UTC), log.get_meta("mode") or ACTUAL)
         self.poll_s = poll_s
         self.limit = limit
         self.closing = asyncio.Event()

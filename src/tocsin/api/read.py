@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from shapely.geometry import mapping
 
 from tocsin.api.auth import Principal, authenticate, require
@@ -13,9 +13,10 @@ from tocsin.engine.core import Engine, from_us
 from tocsin.errors import FieldError, ValidationError
 from tocsin.geo import Region
 from tocsin.model import format_time, parse_time
+from tocsin.modes import notice
 from tocsin.service import Service
 
-__all__ = ["reader", "router"]
+__all__ = ["marked", "reader", "router"]
 
 router = APIRouter(tags=["read"])
 
@@ -26,6 +27,18 @@ def reader(request: Request, principal: Principal = Depends(authenticate)) -> Se
         require(principal, "reader")
     service: Service = request.app.state.service
     return service
+
+
+class GeoJSONResponse(JSONResponse):
+    """JSON with the GeoJSON media type (RFC 7946)."""
+
+    media_type = "application/geo+json"
+
+
+def marked(service: Service) -> dict[str, Any]:
+    """The deployment mode of an answer: `mode`, and `notice` in words during a drill."""
+    mode = service.settings.mode
+    return {"mode": mode, "notice": notice(mode)}
 
 
 def _filter(service: Service, region: str | None, lat: float | None,
@@ -53,7 +66,7 @@ async def active_alerts(
     alerts = await service.read(Engine.active_alerts)
     if leaves is not None:
         alerts = [a for a in alerts if a["region"] in leaves]
-    return {"alerts": alerts}
+    return {**marked(service), "alerts": alerts}
 
 
 @router.get("/api/v1/alerts")
@@ -72,7 +85,8 @@ async def alert_history(
         except ValueError as exc:
             raise ValidationError(FieldError(name, str(exc))) from exc
     leaves = _filter(service, region, None, None)
-    return {"alerts": service.history.query(bounds[0], bounds[1], leaves, limit)}
+    return {**marked(service),
+            "alerts": service.history.query(bounds[0], bounds[1], leaves, limit)}
 
 
 def _region_json(r: Region, *, geometry: bool = False) -> dict[str, Any]:
@@ -144,21 +158,24 @@ def _tracks(engine: Engine) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-@router.get("/api/v1/tracks/active")
-async def tracks(service: Service = Depends(reader)) -> dict[str, Any]:
-    """Live tracks with their current footprints, as GeoJSON."""
+@router.get("/api/v1/tracks/active", response_class=GeoJSONResponse,
+            responses={200: {"content": {"application/geo+json": {}}}})
+async def tracks(service: Service = Depends(reader)) -> GeoJSONResponse:
+    """Live tracks with their current footprints, as GeoJSON (`application/geo+json`)."""
     result: dict[str, Any] = await service.read(_tracks)
-    return result
+    result.update(marked(service))  # foreign members, as RFC 7946 allows
+    return GeoJSONResponse(result)
 
 
 @router.get("/api/v1/levels")
 async def levels(service: Service = Depends(reader)) -> dict[str, Any]:
     """Standing threat levels (regions at level 0 are left out)."""
     items = await service.read(lambda e: sorted(e.levels.items()))
-    return {"levels": [{"region": r, "level": lv} for r, lv in items]}
+    return {**marked(service), "levels": [{"region": r, "level": lv} for r, lv in items]}
 
 
-@router.get("/metrics", tags=["ops"])
+@router.get("/metrics", tags=["ops"], response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     return Response(request.app.state.metrics.render(),

@@ -34,9 +34,9 @@ from fastapi import FastAPI, HTTPException
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from tocsin.api.auth import authenticate, require
 from tocsin.api.feed import Feed
 from tocsin.api.limits import ClientCounter
+from tocsin.api.tickets import stream_principal
 from tocsin.errors import FieldError, ValidationError
 from tocsin.geo import RegionSet
 
@@ -425,10 +425,9 @@ class StreamEndpoint:
             self.counter.release(who)
 
     def _check(self, request: Request) -> tuple[int | None, set[str] | None, str]:
-        principal = authenticate(request)
-        if request.app.state.settings.private:
-            require(principal, "reader")
         query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"))
+        # a browser's EventSource cannot send a key: it brings a single-use stream ticket
+        principal = stream_principal(request, (query.get("ticket") or [None])[-1])
 
         def one(name: str) -> str | None:
             values = query.get(name)
@@ -629,11 +628,14 @@ _STREAM_DOC: dict[str, Any] = {"get": {
         _param("lat", "query", "number", "latitude of a point (with lon)"),
         _param("lon", "query", "number", "longitude of a point (with lat)"),
         _param("since", "query", "integer", "resume after this seq (as Last-Event-ID)"),
+        _param("ticket", "query", "string", "a single-use ticket from POST /api/v1/stream/ticket, "
+               "for clients that cannot send an Authorization header"),
         _param("last-event-id", "header", "string", "resume after this seq"),
     ],
     "responses": {
         "200": {"description": "an endless stream of transitions",
                 "content": {"text/event-stream": {}}},
+        "401": {"description": "no key where one is needed; ticket unknown, expired or used"},
         "404": {"description": "unknown region"},
         "422": {"description": "invalid input"},
         "429": {"description": "too many open streams from this client, or rate limited"},

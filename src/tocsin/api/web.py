@@ -7,6 +7,8 @@
 - `GET /api/v1/incidents`: the latest `silent_impact` and `siren_fault` transitions, so a page
   opened after an incident still shows it (the stream only brings what happens next).
 - `GET /api/v1/whoami`: the name and role of the key a console was given.
+- `POST /api/v1/stream/ticket`: a single-use ticket that opens the stream on a `--private`
+  server (see `tocsin.api.tickets`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ _POLYGONAL = ("Polygon", "MultiPolygon")
 
 def install(app: FastAPI) -> None:
     """Add the dashboard routes and its static files to `app`."""
+    from tocsin.api import tickets
+
     app.include_router(router)
+    app.include_router(tickets.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.incidents = IncidentLog()
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tocsin import __version__
 from tocsin.cli.common import (
     EXIT_CHECK,
     EXIT_INPUT,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tocsin", description="Open civil-defence software for air-raid warning."
     )
+    parser.add_argument("--version", action="version", version=f"tocsin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("simulate", help="apply a JSONL file of events; print the transitions",
@@ -84,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "record day)")
     p.add_argument("--speed", type=float, metavar="X",
                    help="with --demo: play X times faster than real time (default 1)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the server's public base URL, e.g. https://alerts.example.gov.ua/ "
+                        "(links in the CAP feed; default http://HOST:PORT/)")
+    p.add_argument("--allow-private-webhooks", action="store_true",
+                   help="let webhooks target loopback, private and link-local addresses")
     p.add_argument("--log-key", metavar="PATH",
                    help="Ed25519 key (PEM) signing the log's tree heads (default: "
                         "~/.config/tocsin/keys/<fingerprint>.key, made on first start; the "
@@ -258,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
     p.add_argument("--seed", type=int, default=1, help="seed choosing the failing sirens")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--mode", choices=("actual", "exercise", "test"), default="actual",
+                   help="listen on the topics of a server in this mode (default actual)")
     p.set_defaults(func=cmd_siren_sim)
 
     add_scenario_parsers(sub)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,14 @@ class Server:
         import uvicorn
 
         class Quiet(uvicorn.Server):
+            announce: str | None = None
+
+            async def startup(self, sockets: Any = None) -> None:
+                # "serving on" only once the port is bound: uvicorn sets `started` after binding
+                await super().startup(sockets)
+                if self.started and self.announce:
+                    print(self.announce, file=sys.stderr, flush=True)
+
             @contextlib.contextmanager
             def capture_signals(self) -> Iterator[None]:
                 import signal

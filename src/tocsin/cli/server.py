@@ -46,6 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         policy=args.policy, private=args.private or None, mode=args.mode,
         demo=True if args.demo is not None else None,
         demo_scenario=args.demo or None, demo_speed=args.speed,
+        public_url=args.public_url,
+        allow_private_webhooks=args.allow_private_webhooks or None,
         log_key=args.log_key, witnesses=args.witnesses,
         mqtt_url=args.mqtt,
         store=args.store, bus=args.bus, node_id=args.node_id, cluster_name=args.cluster_name,
@@ -70,13 +72,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 service.closing_loop.call_soon_threadsafe(service.begin_shutdown)
 
     server.handle_exit = handle_exit
-    print(f"tocsin serving on http://{settings.host}:{settings.port}/ "
-          f"(data in {settings.data_dir})", file=sys.stderr, flush=True)
+    server.announce = (f"tocsin serving on http://{settings.host}:{settings.port}/ "
+                       f"(data in {settings.data_dir})")
     tune_gc()
-    sock = listening_socket(settings.host, settings.port, reuse_port=False,
-                            send_buffer=settings.socket_send_buffer)
+    try:
+        sock = listening_socket(settings.host, settings.port, reuse_port=False,
+                                send_buffer=settings.socket_send_buffer)
+    except OSError as exc:
+        err(f"could not serve on {settings.host}:{settings.port}: {exc}")
+        return EXIT_CHECK
     with stream_workers(settings, args):
         server.run(sockets=[sock])
+    if not server.started:
+        err(f"could not serve on {settings.host}:{settings.port} (see the lines above)")
+        return EXIT_CHECK
     return EXIT_OK
 
 

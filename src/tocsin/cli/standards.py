@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tocsin.cli.common import (
+    EXIT_CHECK,
     EXIT_INPUT,
     EXIT_OK,
     EXIT_STORE,
@@ -114,9 +115,13 @@ def cmd_siren_sim(args: argparse.Namespace) -> int:
     share of them that never do), until interrupted or --duration runs out."""
     import asyncio
     import csv
+    import os
     import signal
 
-    from tocsin.outputs.sirens import SimStats, parse_broker_url, simulate_sirens
+    import aiomqtt
+
+    from tocsin.outputs.sirens import parse_broker_url
+    from tocsin.outputs.sirensim import SimStats, simulate_sirens
 
     broker = parse_broker_url(args.broker)
     if args.ids_from:
@@ -134,7 +139,18 @@ def cmd_siren_sim(args: argparse.Namespace) -> int:
         print(f"ready: {stats.connected} sirens connected to {args.broker} "
               f"({len(stats.failing)} never acknowledge)", file=sys.stderr, flush=True)
 
-    async def run() -> SimStats:
+    async def reachable() -> str | None:
+        try:
+            async with asyncio.timeout(10):
+                async with broker.client(f"siren-sim-probe-{os.getpid()}"):
+                    return None
+        except (TimeoutError, aiomqtt.MqttError) as exc:
+            return str(exc) or type(exc).__name__
+
+    async def run() -> SimStats | str:
+        problem = await reachable()
+        if problem is not None:
+            return problem
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -143,9 +159,12 @@ def cmd_siren_sim(args: argparse.Namespace) -> int:
             loop.call_later(args.duration, stop.set)
         return await simulate_sirens(ids, broker, fail_rate=args.fail_rate,
                                      heartbeat_s=args.heartbeat, seed=args.seed, stop=stop,
-                                     on_ready=ready)
+                                     on_ready=ready, mode=args.mode)
 
     stats = asyncio.run(run())
+    if isinstance(stats, str):
+        err(f"cannot reach the MQTT broker {args.broker}: {stats}")
+        return EXIT_CHECK
     print(f"{stats.sirens} sirens: {stats.commands} commands received, {stats.acks} "
           f"acknowledged, {stats.ignored} left unanswered")
     return EXIT_OK

@@ -210,7 +210,8 @@ class ClusterNode:
             log.critical("node %s %s", self.node_id, self.problem)
             return []
         svc.merkle.follow(entries, hashes)
-        return envelopes_of(entries, format_time(svc.clock()), svc.entry)
+        return envelopes_of(entries, format_time(svc.clock()), svc.entry,
+                            mode=svc.settings.mode)
 
     # --- leading -------------------------------------------------------------------------------
 
@@ -305,7 +306,8 @@ class ClusterNode:
         end = svc.ledger.durable_seq
         if last < end:
             entries = await asyncio.to_thread(lambda: list(svc.log.read(last + 1, end)))
-            envelopes = envelopes_of(entries, format_time(svc.clock()), svc.entry)
+            envelopes = envelopes_of(entries, format_time(svc.clock()), svc.entry,
+                                     mode=svc.settings.mode)
             for start in range(0, len(envelopes), 1000):
                 await self.nats.publish(envelopes[start:start + 1000])
             if envelopes:
@@ -390,7 +392,8 @@ class ClusterNode:
         if rejections:
             log.warning("refused %d event(s) after their 202; see GET /api/v1/cluster/rejected",
                         len(rejections))
-        return live_envelopes(Decision(accepted, entries, times), recorded, recorded), used
+        return live_envelopes(Decision(accepted, entries, times), recorded, recorded,
+                              mode=svc.settings.mode), used
 
     # --- status --------------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class Policy:
     recompute_deg: float = 5.0
     recompute_speed_ratio: float = 0.1
     downgrade_margin_s: float = 120.0
+    cap_expires_s: float = 86_400.0
 
     def horizon(self, profile: str) -> Horizon:
         """The horizon of a profile, falling back to `unknown`."""
@@ -96,6 +97,8 @@ POLICY_FIELDS: Mapping[str, str] = MappingProxyType(
         "recompute_speed_ratio": "Likewise for a speed change below this fraction.",
         "downgrade_margin_s": "An active alert lowers its severity only when the ETA is this "
         "many seconds past the threshold (hysteresis against flapping sirens).",
+        "cap_expires_s": "CAP `<expires>` of each published message is its `sent` plus this "
+        "(each Update renews it): a consumer that misses the Cancel ages the alert out then.",
     }
 )
 

@@ -127,8 +127,10 @@ class AlertsInUaView:
         *,
         clock: Callable[[], datetime],
         locations: Mapping[str, Any] | None = None,
+        notes: str | None = None,
     ) -> None:
         data = locations if locations is not None else bundled_locations()
+        self.notes = notes  # every alert's `notes` (a drill says so there)
         known: Mapping[str, Mapping[str, Any]] = data.get("locations", {})
         self.regions = regions
         self.clock = clock
@@ -361,7 +363,7 @@ class AlertsInUaView:
         }
         if loc.type == "hromada" and loc.raion is not None:
             out["location_raion"] = self.locations[loc.raion].title
-        out["notes"] = None
+        out["notes"] = self.notes
         out["country"] = None
         calculated = item.calculated
         if item.finished_at is None:

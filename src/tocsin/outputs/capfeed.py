@@ -26,16 +26,22 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from tocsin.errors import TocsinError
-from tocsin.geo import RegionSet
+from tocsin.geo import Region, RegionSet
 from tocsin.model import parse_time
-from tocsin.outputs.cap import CapMessage, alert_message, atom_feed, cap_time, encode
+from tocsin.outputs.cap import CapMessage, alert_message, atom_feed, cap_time, encode, parse
 from tocsin.outputs.cap import sign_detached as _sign
 from tocsin.store import EventLog
 
@@ -45,6 +51,8 @@ __all__ = [
     "CapEntry",
     "CapFeed",
     "cap_status",
+    "default_sender",
+    "geocodes",
     "identifier_for",
     "load_signing_key",
     "log_index",
@@ -81,6 +89,48 @@ def seq_of(identifier: str) -> int | None:
     """The seq an identifier of ours names, or None if it is not one of ours."""
     m = _IDENTIFIER_RE.match(identifier)
     return int(m.group(1)) if m else None
+
+
+def default_sender(log_key: Ed25519PublicKey, public_url: str) -> str:
+    """`tocsin-<16 hex of the log key's fingerprint>@<host of the public URL>`.
+
+    Unique per deployment (no two logs share a signing key), stable across restarts, and it
+    says which log to check a message against.
+    """
+    raw = log_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    host = urlsplit(public_url).hostname or "localhost"
+    return f"tocsin-{sha256(raw).hexdigest()[:16]}@{host}"
+
+
+def geocodes(regions: RegionSet, region_id: str) -> list[tuple[str, str]]:
+    """The CAP geocodes of a leaf: `KATOTTG` and `alerts.in.ua` (its uid), else `COD-AB`.
+
+    A leaf that is not a KATOTTG unit of its own (Kyiv and Sevastopol, cities with special
+    status, are `cod:` leaves in the boundary data) takes the codes of the unit above it that
+    covers exactly the same ground (the one leaf under it). One with none (the Chornobyl
+    exclusion zone, which has neither a KATOTTG code nor an alerts.in.ua uid) is named by its
+    COD-AB pcode, which a tocsin reading the message maps back to the same leaf.
+    """
+    region: Region = regions.get(region_id)
+    katottg = region.id if _KATOTTG_RE.match(region.id) else None
+    uid = region.alerts_uid
+    for above in regions.chain(region_id)[1:]:
+        if katottg is not None and uid is not None:
+            break
+        if len(regions.leaves_under(above.id)) != 1:
+            break
+        if katottg is None and _KATOTTG_RE.match(above.id):
+            katottg = above.id
+        if uid is None and above.alerts_uid is not None:
+            uid = above.alerts_uid
+    out: list[tuple[str, str]] = []
+    if katottg is not None:
+        out.append(("KATOTTG", katottg))
+    if uid is not None:
+        out.append(("alerts.in.ua", str(uid)))
+    if region.id.startswith("cod:"):
+        out.append(("COD-AB", region.id.removeprefix("cod:")))
+    return out
 
 
 def cap_status(mode: str) -> str:
@@ -143,10 +193,16 @@ class CapFeed:
         mode: str = "actual",
         keep: int = 1000,
         signing_key: Ed25519PrivateKey | None = None,
+        expires_s: float = 86_400.0,
+        base_url: str = "http://localhost/",
+        embed: bool = False,
     ) -> None:
         self.regions = regions
         self.log = log
         self.sender = sender
+        self.expires = timedelta(seconds=max(1.0, expires_s))
+        self.base_url = base_url.rstrip("/")
+        self.embed = embed
         self.status = cap_status(mode)
         self.keep = keep
         self.signing_key = signing_key
@@ -232,17 +288,14 @@ class CapFeed:
     def _message(self, entry: CapEntry, *, geometry: bool = True) -> CapMessage:
         t = entry.transition
         region = self.regions.get(str(t["region"]))
-        geocodes: list[tuple[str, str]] = []
-        if _KATOTTG_RE.match(region.id):
-            geocodes.append(("KATOTTG", region.id))
-        if region.alerts_uid is not None:
-            geocodes.append(("alerts.in.ua", str(region.alerts_uid)))
         eta = t.get("eta_s")
+        sent = parse_time(t["time"])
         shape = region.geometry if geometry and not region.geometry.is_empty else None
         return alert_message(
             identifier=entry.identifier,
             sender=self.sender,
-            sent=parse_time(t["time"]),
+            sent=sent,
+            expires=sent + self.expires,
             status=self.status,
             msg_type=entry.msg_type,
             alert_type=str(t["alert_type"]),
@@ -250,7 +303,7 @@ class CapFeed:
             region_id=region.id,
             region_names=region.names,
             geometry=shape,
-            geocodes=geocodes,
+            geocodes=geocodes(self.regions, region.id),
             references=[(self.sender, identifier_for(s), sent) for s, sent in entry.references],
             causes=tuple(t.get("causes") or ()),
             eta_s=float(eta) if isinstance(eta, int | float) and eta >= 0 else None,
@@ -274,10 +327,16 @@ class CapFeed:
                 self._xml.popitem(last=False)
         return body
 
-    def feed(self, base_url: str, *, limit: int | None = None, updated: str | None = None) -> bytes:
-        """The Atom feed of the latest messages, newest first, each linking to its XML."""
-        base = base_url.rstrip("/")
+    def feed(self, *, limit: int | None = None, updated: str | None = None) -> bytes:
+        """The Atom feed of the latest messages, newest first, each linking to its XML.
+
+        Links and ids are built on the configured public base URL, never on a request's
+        `Host`. With `embed`, each entry also carries its message as its content (reads the
+        messages it has not encoded yet: blocking I/O).
+        """
+        base = self.base_url
         entries: list[tuple[str, str, str, str]] = []
+        bodies: dict[str, bytes] = {}
         for entry in reversed(self.latest.values()):
             if limit is not None and len(entries) >= limit:
                 break
@@ -288,6 +347,10 @@ class CapFeed:
             entries.append(
                 (entry.identifier, title, entry.sent, f"{base}/cap/{entry.identifier}.xml")
             )
+            if self.embed:
+                body = self.xml(entry.seq)
+                if body is not None:
+                    bodies[entry.identifier] = body
         newest = entries[0][2] if entries else updated or "1970-01-01T00:00:00+00:00"
         return atom_feed(
             entries,
@@ -295,7 +358,19 @@ class CapFeed:
             title=f"tocsin CAP alerts ({self.sender})",
             self_href=f"{base}/cap/feed.atom",
             updated=newest,
+            contents=bodies,
         )
+
+    def newest_sent(self) -> str | None:
+        """`sent` of the newest message, or None before the first."""
+        if not self.latest:
+            return None
+        return next(reversed(self.latest.values())).sent
+
+    @staticmethod
+    def sent_of(xml: bytes) -> str:
+        """`sent` of an encoded message (for one no longer held in memory)."""
+        return parse(xml).sent
 
     def signature(self, body: bytes) -> str | None:
         """The `X-CAP-Signature` header value for a body, or None when signing is off."""

@@ -100,7 +100,7 @@ class RegionMatcher:
         self._tree = shapely.STRtree(geoms)
 
     def geocoded(self, area: CapArea) -> set[str]:
-        """Regions the area's KATOTTG and alerts.in.ua geocodes name."""
+        """Regions the area's KATOTTG, alerts.in.ua and COD-AB geocodes name."""
         out: set[str] = set()
         for name, value in area.geocodes:
             key = name.strip().lower()
@@ -109,6 +109,8 @@ class RegionMatcher:
                 out.add(value)
             elif key in _UID_CODES and value in self.by_uid:
                 out.add(self.by_uid[value])
+            elif key == "cod-ab" and f"cod:{value}" in self.regions:
+                out.add(f"cod:{value}")  # units with neither code (the Chornobyl zone)
         return out
 
     def overlapped(self, shape: BaseGeometry) -> set[str]:

@@ -1,10 +1,13 @@
 """Sirens over MQTT: commands out, acknowledgements and heartbeats in, faults into the log.
 
-Topics (prefix `tocsin/v1/sirens/{id}`; a siren id is 1-64 of `A-Z a-z 0-9 . _ -`):
+Topics (prefix `tocsin/v1/sirens/{id}`; a siren id is 1-64 of `A-Z a-z 0-9 . _ -`). A server in
+`exercise` or `test` mode uses its own root, `tocsin/exercise/v1/sirens/{id}` or
+`tocsin/test/v1/sirens/{id}`, which a production siren never subscribes to, and clears the
+commands it retained there when it stops:
 
 - `…/{id}/cmd`, from tocsin, QoS 1, retained: `{"id", "command": "sound" or "stop",
   "pattern": "alert", "all_clear" or "test", "alert": {region, alert_type, severity, seq} or
-  null, "issued_at"}`.
+  null, "issued_at", "mode": "actual", "exercise" or "test"}`.
 - `…/{id}/ack`, from the siren, QoS 1: `{"id": <the command's id>, "status": "ok" or "fault",
   "reason"?, "at"?}`.
 - `…/{id}/status`, from the siren, QoS 1, retained: `{"status": "ok", "fault" or "offline",
@@ -24,7 +27,7 @@ the broker hands the retained command over when it is back). Each change is logg
 `siren_status` event (source `sirens`, key `sirens`), which the engine turns into a
 `siren_fault` transition; the siren recovers (`ok`) when it acknowledges again.
 
-`simulate_sirens` runs simulated sirens that speak this protocol, each its own MQTT client.
+`tocsin.outputs.sirensim` runs simulated sirens that speak this protocol.
 """
 
 from __future__ import annotations
@@ -37,24 +40,23 @@ import io
 import itertools
 import json
 import logging
-import math
 import os
-import random
 import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from tocsin.errors import FieldError, TocsinError, ValidationError
+from tocsin.errors import TocsinError
 from tocsin.geo import RegionSet
 from tocsin.model import format_time
+from tocsin.modes import ACTUAL, check_mode
 from tocsin.store.admin import SirenRecord
 
 if TYPE_CHECKING:
@@ -64,12 +66,11 @@ __all__ = [
     "PREFIX",
     "SIREN_ID_RE",
     "Broker",
-    "SimStats",
     "SirenGateway",
     "SirenView",
     "parse_broker_url",
+    "prefix",
     "read_registry",
-    "simulate_sirens",
     "topic",
 ]
 
@@ -80,9 +81,14 @@ SIREN_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ALERT_TRANSITIONS: Final = ("alert_started", "alert_updated", "alert_ended")
 
 
-def topic(siren: str, kind: str) -> str:
+def prefix(mode: str = ACTUAL) -> str:
+    """The topic root of a deployment mode: production's, or `tocsin/<mode>/v1/sirens`."""
+    return PREFIX if check_mode(mode) == ACTUAL else f"tocsin/{mode}/v1/sirens"
+
+
+def topic(siren: str, kind: str, mode: str = ACTUAL) -> str:
     """The topic of one siren: kind is `cmd`, `ack` or `status`."""
-    return f"{PREFIX}/{siren}/{kind}"
+    return f"{prefix(mode)}/{siren}/{kind}"
 
 
 def _now_text() -> str:
@@ -173,6 +179,8 @@ class SirenGateway:
     ) -> None:
         self.service = service
         self.broker = parse_broker_url(url)
+        self.mode = service.settings.mode
+        self.prefix = prefix(self.mode)
         self.ack_s = service.settings.siren_ack_s if ack_s is None else ack_s
         self.reload_s = reload_s
         self.flush_s = flush_s
@@ -188,6 +196,8 @@ class SirenGateway:
         self._cmd_n = itertools.count(1)
         self._run_id = f"{int(time.time() * 1000):x}"
         self._client: aiomqtt.Client | None = None
+        self._odd_window = -60.0
+        self._odd_lines = self._odd_dropped = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -208,9 +218,15 @@ class SirenGateway:
         ]
 
     async def stop(self) -> None:
-        """Stop publishing and watching; flush the status changes not yet logged."""
+        """Stop publishing and watching; flush the status changes not yet logged.
+
+        An exercise or test clears the commands it retained, so nothing of a drill stays on the
+        broker for a siren to pick up later.
+        """
         if self.on_publish in self.service.on_publish:
             self.service.on_publish.remove(self.on_publish)
+        if self.mode != ACTUAL:
+            await self._clear_retained()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -283,6 +299,7 @@ class SirenGateway:
             "pattern": "test" if test else "alert" if command == "sound" else "all_clear",
             "alert": None if alert is None else dict(alert),
             "issued_at": self._now(),
+            "mode": self.mode,
         }
         if not test:
             view.command = payload
@@ -304,6 +321,22 @@ class SirenGateway:
             self._command(sid, "sound", None, now, test=True)
         return done
 
+    async def _clear_retained(self) -> None:
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.gather(*(
+                    client.publish(self._topic(sid, "cmd"), b"", qos=1, retain=True)
+                    for sid in self.sirens
+                ))
+        except (TimeoutError, aiomqtt.MqttError) as exc:
+            log.warning("sirens: could not clear the retained %s commands (%s)", self.mode, exc)
+
+    def _topic(self, sid: str, kind: str) -> str:
+        return f"{self.prefix}/{sid}/{kind}"
+
     def _reconcile(self, sids: Iterable[str]) -> None:
         now = time.monotonic()
         for sid in sids:
@@ -324,10 +357,10 @@ class SirenGateway:
                     # and the broker's per-client queue (1,000 QoS 1 messages by default in
                     # Mosquitto) would drop acks when thousands of sirens answer at once. A
                     # reconnect sends every siren its command again anyway.
-                    await client.subscribe(f"{PREFIX}/+/ack", qos=0)
-                    await client.subscribe(f"{PREFIX}/+/status", qos=0)
-                    log.info("sirens: connected to MQTT %s:%d", self.broker.host,
-                             self.broker.port)
+                    await client.subscribe(f"{self.prefix}/+/ack", qos=0)
+                    await client.subscribe(f"{self.prefix}/+/status", qos=0)
+                    log.info("sirens: connected to MQTT %s:%d, topics %s/", self.broker.host,
+                             self.broker.port, self.prefix)
                     self._drain_outbox()
                     self.connected.set()
                     self._reconcile(list(self.sirens))
@@ -357,22 +390,32 @@ class SirenGateway:
             while not self._outbox.empty() and len(batch) < 1000:
                 batch.append(self._outbox.get_nowait())
             await asyncio.gather(*(
-                client.publish(topic(sid, "cmd"), json.dumps(payload), qos=1, retain=retain)
+                client.publish(self._topic(sid, "cmd"), json.dumps(payload), qos=1,
+                               retain=retain)
                 for sid, payload, retain in batch
             ))
 
     async def _listener(self, client: aiomqtt.Client) -> None:
+        root = self.prefix + "/"
         async for message in client.messages:
-            parts = message.topic.value.split("/")
-            if len(parts) != 5 or parts[3] not in self.sirens:
+            name = message.topic.value
+            if not name.startswith(root):
+                continue
+            sid, _, kind = name[len(root):].partition("/")
+            if sid not in self.sirens:
+                if kind == "ack":
+                    self._odd("an ack from %r, a siren not in the registry", sid)
                 continue
             body = _json(message.payload) if message.payload else None
             if body is None:
+                if kind == "ack":
+                    self._odd("%s sent an ack that is not a JSON object: %r", sid,
+                              bytes(message.payload or b"")[:80])
                 continue
-            if parts[4] == "ack":
-                self._on_ack(parts[3], body)
-            elif parts[4] == "status":
-                self._on_status(parts[3], body)
+            if kind == "ack":
+                self._on_ack(sid, body)
+            elif kind == "status":
+                self._on_status(sid, body)
 
     # --- what sirens say -----------------------------------------------------------------------
 
@@ -381,7 +424,11 @@ class SirenGateway:
         now = self._now()
         view.heard, view.last_seen = True, now
         if body.get("id") != view.pending:
-            return  # an answer to a command since replaced
+            # an answer to a command since replaced, or to none tocsin sent: worth a line, as a
+            # siren that answers with ids of its own is broken even though it looks alive
+            self._odd("%s acknowledged %r, not its pending command %r", sid,
+                      str(body.get("id"))[:80], view.pending)
+            return
         view.pending = view.deadline = None
         view.last_ack = now
         view.acked = time.monotonic()
@@ -412,6 +459,23 @@ class SirenGateway:
                     view.status = "ok"
             else:
                 self._set(view, "ok", None)
+
+    def _odd(self, message: str, *args: Any) -> None:
+        """Log a message a siren should not have sent, at most 20 lines a minute.
+
+        A broken or hostile client can send thousands a second; the log must stay readable.
+        """
+        now = time.monotonic()
+        if now - self._odd_window >= 60.0:
+            if self._odd_dropped:
+                log.warning("sirens: %d more such messages in the last minute",
+                            self._odd_dropped)
+            self._odd_window, self._odd_lines, self._odd_dropped = now, 0, 0
+        if self._odd_lines < 20:
+            self._odd_lines += 1
+            log.warning("sirens: " + message, *args)
+        else:
+            self._odd_dropped += 1
 
     def _set(self, view: SirenView, status: str, reason: str | None) -> None:
         view.status, view.reason = status, reason
@@ -474,142 +538,6 @@ class SirenGateway:
     def views(self) -> list[SirenView]:
         """Every registered siren's view, by id."""
         return [self.sirens[k] for k in sorted(self.sirens)]
-
-
-# --- simulated sirens -------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class SimStats:
-    """What a simulation did."""
-
-    sirens: int = 0
-    connected: int = 0
-    commands: int = 0
-    acks: int = 0
-    ignored: int = 0
-    failing: list[str] = field(default_factory=list)
-
-
-async def _sim_siren(
-    sid: str, broker: Broker, *, failing: bool, heartbeat_s: float, stats: SimStats,
-    ready: Callable[[], None], gate: asyncio.Semaphore, stop: asyncio.Event,
-) -> None:
-    will = aiomqtt.Will(topic(sid, "status"), json.dumps({"status": "offline"}), qos=1,
-                        retain=True)
-    first = True
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            async with gate:
-                client = broker.client(f"siren-{sid}-{secrets.token_hex(2)}", will=will,
-                                       keepalive=max(5, int(heartbeat_s * 2)))
-                await client.__aenter__()
-            try:
-                await client.subscribe(topic(sid, "cmd"), qos=1)
-                await client.publish(topic(sid, "status"),
-                                     json.dumps({"status": "ok", "at": _now_text()}),
-                                     qos=1, retain=True)
-                if first:
-                    first = False
-                    ready()
-                backoff = 0.5
-                await _sim_loop(client, sid, failing=failing, heartbeat_s=heartbeat_s,
-                                stats=stats, stop=stop)
-                await client.publish(topic(sid, "status"),
-                                     json.dumps({"status": "offline", "reason": "shut down"}),
-                                     qos=1, retain=True)
-            finally:
-                await client.__aexit__(None, None, None)
-        except aiomqtt.MqttError as exc:
-            if stop.is_set():
-                return
-            log.warning("siren %s: %s; reconnecting in %.1f s", sid, exc, backoff)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 30.0)
-
-
-async def _sim_loop(client: aiomqtt.Client, sid: str, *, failing: bool, heartbeat_s: float,
-                    stats: SimStats, stop: asyncio.Event) -> None:
-    messages = aiter(client.messages)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        while not stop.is_set():
-            nxt = asyncio.ensure_future(anext(messages))
-            done, _ = await asyncio.wait({nxt, stopping}, timeout=heartbeat_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if nxt not in done:
-                nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await nxt
-                if not stop.is_set():
-                    await client.publish(topic(sid, "status"),
-                                         json.dumps({"status": "ok", "at": _now_text()}),
-                                         qos=1, retain=True)
-                continue
-            message = nxt.result()
-            body = _json(message.payload) if message.payload else None
-            if body is None:
-                continue
-            stats.commands += 1
-            if failing:
-                stats.ignored += 1
-                continue
-            await client.publish(topic(sid, "ack"),
-                                 json.dumps({"id": body.get("id"), "status": "ok",
-                                             "at": _now_text()}), qos=1)
-            stats.acks += 1
-    finally:
-        stopping.cancel()
-
-
-async def simulate_sirens(
-    ids: Sequence[str],
-    broker: Broker,
-    *,
-    fail_rate: float = 0.0,
-    heartbeat_s: float = 30.0,
-    seed: int = 1,
-    stop: asyncio.Event | None = None,
-    on_ready: Callable[[SimStats], None] | None = None,
-    connect_at_once: int = 50,
-) -> SimStats:
-    """Run one simulated siren per id, each its own MQTT client, until `stop` is set.
-
-    A siren acknowledges every command it gets, except the `fail_rate` share of them (chosen
-    by `seed`), which heartbeat but never acknowledge: what a siren with a broken relay does.
-    `on_ready` is called once every siren has connected and said it is ok.
-    """
-    if not 0.0 <= fail_rate <= 1.0 or math.isnan(fail_rate):
-        raise ValidationError(FieldError("fail_rate", "must be between 0 and 1"))
-    bad = [sid for sid in ids if not SIREN_ID_RE.match(sid)]
-    if bad:
-        raise ValidationError(FieldError("ids", f"not a siren id: {bad[0]!r}"))
-    stop = stop or asyncio.Event()
-    stats = SimStats(sirens=len(ids))
-    stats.failing = sorted(random.Random(seed).sample(list(ids), round(len(ids) * fail_rate)))
-    failing = set(stats.failing)
-    gate = asyncio.Semaphore(connect_at_once)
-
-    def ready() -> None:
-        stats.connected += 1
-        if stats.connected == len(ids) and on_ready is not None:
-            on_ready(stats)
-
-    tasks = [
-        asyncio.create_task(_sim_siren(sid, broker, failing=sid in failing,
-                                       heartbeat_s=heartbeat_s, stats=stats, ready=ready,
-                                       gate=gate, stop=stop))
-        for sid in ids
-    ]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return stats
 
 
 # --- the registry file ------------------------------------------------------------------------

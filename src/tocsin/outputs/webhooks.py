@@ -6,11 +6,17 @@ transitions in order and retrying a failing receiver with exponential backoff an
 crash or restart resumes at the cursor, so a receiver sees every matching transition at least
 once; `X-Tocsin-Delivery` (subscription id and seq) is stable across retries for de-duplication.
 
-Signature: `X-Tocsin-Signature: sha256=<hex>` = HMAC-SHA256(secret, raw request body). Verify:
+Signature: `X-Tocsin-Signature: t=<unix seconds>,v1=<hex>`, where the hex is
+HMAC-SHA256(secret, `<t>.` + raw request body): the timestamp is signed with the body, so a
+receiver that refuses old timestamps (and delivery ids it has seen) refuses replays. The
+receiver snippet in docs/api.md does both.
 
-    import hmac, hashlib
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(expected, request.headers["X-Tocsin-Signature"])
+Targets: a URL whose host is, or resolves to, a loopback, private, link-local, multicast or
+otherwise non-global address is refused (unless `allow_private_webhooks`), when subscribing and
+again at every delivery, after resolving the name; the delivery then connects to the address it
+checked (so a name that changes its answer in between cannot slip through). Every failure to
+connect or to get an answer is logged with the same text, so the delivery log cannot tell a
+closed port from a silent service.
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
+import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -36,14 +46,105 @@ if TYPE_CHECKING:
     from tocsin.api.metrics import Metrics
     from tocsin.service import Service
 
-__all__ = ["WebhookDispatcher", "matcher", "sign"]
+__all__ = [
+    "CONNECT_FAILED",
+    "TargetRefused",
+    "TargetUnresolved",
+    "WebhookDispatcher",
+    "check_target",
+    "matcher",
+    "resolve_target",
+    "sign",
+    "verify",
+]
+
+CONNECT_FAILED: Final = "could not deliver: no answer from the target"
+
+
+class TargetRefused(Exception):
+    """A webhook target that is not a public address (or cannot be one)."""
+
+
+class TargetUnresolved(TargetRefused):
+    """A webhook target whose name does not resolve (now)."""
 
 log = logging.getLogger("tocsin.webhooks")
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The signature header value of a body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The `X-Tocsin-Signature` value of a body sent at `timestamp` (default: now)."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify(secret: str, body: bytes, header: str, *, now: float | None = None,
+           tolerance_s: float = 300.0) -> int:
+    """The timestamp of a correctly signed, fresh delivery; `ValueError` otherwise."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        t = int(parts["t"])
+    except (KeyError, ValueError):
+        raise ValueError("no timestamp in the signature") from None
+    expected = sign(secret, body, t).split(",v1=")[1]
+    if not hmac.compare_digest(expected, parts.get("v1", "")):
+        raise ValueError("bad signature")
+    if abs((time.time() if now is None else now) - t) > tolerance_s:
+        raise ValueError("stale or future timestamp")
+    return t
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_target(url: str) -> tuple[str, int]:
+    """The host and port of an http(s) URL; `TargetRefused` if it is not one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetRefused("must be an http(s) URL")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise TargetRefused("bad port") from None
+    return parts.hostname, port
+
+
+def resolve_target(url: str, *, allow_private: bool = False) -> list[str]:
+    """The addresses `url` reaches, after checking each is public (blocking: DNS).
+
+    `TargetRefused` if any is not (a name with one private answer among public ones is refused:
+    a client may pick any of them) or the name does not resolve.
+    """
+    host, port = check_target(url)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise TargetUnresolved(f"{host} does not resolve") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not allow_private:
+        for address in addresses:
+            if not _public(address):
+                raise TargetRefused(f"{host} is or resolves to a non-public address "
+                                    "(loopback, private, link-local, multicast or reserved); "
+                                    "allow_private_webhooks permits it")
+    return addresses
+
+
+def _pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL to `address` instead of its name, with the Host header and TLS name kept."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host_header = host if parts.port in (None, default) else f"{host}:{parts.port}"
+    extensions: dict[str, Any] = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return pinned, {"Host": host_header}, extensions
 
 
 def matcher(service: Service, spec: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
@@ -150,24 +251,34 @@ class WebhookDispatcher:
         ).encode()
         headers = {
             "Content-Type": "application/json",
-            "X-Tocsin-Signature": sign(sub.secret, body),
             "X-Tocsin-Delivery": f"{sub.id}:{seq}",
             "X-Tocsin-Event": env["type"],
+            "X-Tocsin-Mode": str(env.get("mode", self.service.settings.mode)),
         }
+        allow = self.service.settings.allow_private_webhooks
         attempt = 0
         while True:
             attempt += 1
             status: int | None = None
             error: str | None = None
             try:
-                resp = await self.client.post(sub.url, content=body, headers=headers)
+                # checked at every attempt, after resolving: a name may change its answer
+                address = (await asyncio.to_thread(resolve_target, sub.url,
+                                                   allow_private=allow))[0]
+                url, host, extensions = _pinned(sub.url, address)
+                signed = {**headers, **host, "X-Tocsin-Signature": sign(sub.secret, body)}
+                resp = await self.client.post(url, content=body, headers=signed,
+                                              extensions=extensions)
                 status = resp.status_code
                 if 200 <= status < 300:
                     await self._record(sub, seq, attempt, status, None, "ok")
                     return
                 error = f"HTTP {status}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            except TargetRefused as exc:
+                error = f"refused: {exc}"
+            except httpx.HTTPError:
+                # one text for every way a connection fails: no port-scanner oracle
+                error = CONNECT_FAILED
             await self._record(sub, seq, attempt, status, error, "failed")
             delay = min(
                 self.service.settings.webhook_max_backoff_s,

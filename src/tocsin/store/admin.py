@@ -212,6 +212,10 @@ class AdminBackend(ABC):
         """Every registered siren, by id."""
 
     @abstractmethod
+    def delete_siren(self, siren_id: str) -> bool:
+        """Remove a siren from the registry; False if there was none."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the store."""
 
@@ -334,6 +338,10 @@ class SQLAdminStore(AdminBackend):
         """Every registered siren, by id."""
         rows = self._run("SELECT id, name, lat, lon, region FROM sirens ORDER BY id")
         return [SirenRecord(*r) for r in rows]
+
+    def delete_siren(self, siren_id: str) -> bool:
+        """Remove a siren from the registry; False if there was none."""
+        return self._count("DELETE FROM sirens WHERE id = ?", (siren_id,)) > 0
 
 
 class AdminStore(SQLAdminStore):

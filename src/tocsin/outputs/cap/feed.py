@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
@@ -33,12 +33,14 @@ def atom_feed(
     self_href: str,
     updated: str,
     author: str | None = None,
+    contents: Mapping[str, bytes] | None = None,
 ) -> bytes:
     """An Atom 1.0 feed of CAP messages, newest first (then by identifier).
 
     `entries` are (identifier, title, updated, href) with `updated` an RFC 3339 time such as
     `cap_time` gives; each entry links to its message with `rel="alternate"` and type
     `application/cap+xml`. `author` defaults to the feed title (Atom requires one).
+    `contents` maps identifiers to their CAP XML, embedded as the entry's content.
     """
     _instant(updated, "updated")
     ordered = sorted(entries, key=lambda e: (-_instant(e[2], "entry updated"), e[0]))
@@ -58,6 +60,10 @@ def atom_feed(
         ET.SubElement(
             entry, "link", {"rel": "alternate", "type": "application/cap+xml", "href": href}
         )
+        xml = (contents or {}).get(identifier)
+        if xml is not None:
+            content = ET.SubElement(entry, "content", {"type": "application/cap+xml"})
+            content.append(ET.fromstring(xml))
     ET.indent(root, space="  ")
     body = ET.tostring(root, encoding="unicode")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")

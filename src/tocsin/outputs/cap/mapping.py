@@ -13,9 +13,11 @@ from tocsin.model import ALERT_TYPES, SEVERITIES
 from tocsin.outputs.cap.geometry import cap_polygons
 from tocsin.outputs.cap.model import CapArea, CapInfo, CapMessage, cap_time
 
-__all__ = ["alert_message"]
+__all__ = ["PROFILE_CODE", "alert_message"]
 
 _LANGUAGES: Final = ("uk-UA", "en-US")
+# `<code>`: the profile these messages follow (profiles such as IPAWS' make one mandatory)
+PROFILE_CODE: Final = "profile:tocsin:1.0"
 _EVENT: Final[Mapping[str, tuple[str, str]]] = {
     "air_raid": ("Повітряна тривога", "Air raid alert"),
     "artillery_shelling": ("Загроза артобстрілу", "Artillery shelling threat"),
@@ -193,6 +195,7 @@ def alert_message(
         status=status,
         msg_type=msg_type,
         scope="Public",
+        code=(PROFILE_CODE,),
         references=refs,
         infos=tuple(infos),
     )

@@ -2,6 +2,18 @@
 // contacted, so the page works on an isolated network).
 
 let clockOffsetMs = 0;
+// On a --private server every read needs a key. It lives in sessionStorage (like the operator
+// key: gone with the tab), never in a URL or localStorage; the stream gets single-use tickets.
+const KEY_SLOT = "tocsin.key";
+
+export function readKey() {
+  return sessionStorage.getItem(KEY_SLOT);
+}
+
+export function setReadKey(key) {
+  if (key) sessionStorage.setItem(KEY_SLOT, key);
+  else sessionStorage.removeItem(KEY_SLOT);
+}
 
 /** An HTTP error with the server's JSON answer attached. */
 export class ApiError extends Error {
@@ -16,7 +28,8 @@ export class ApiError extends Error {
 export async function api(path, { method = "GET", body, key } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (key) headers.Authorization = `Bearer ${key}`;
+  const auth = key || readKey();
+  if (auth) headers.Authorization = `Bearer ${auth}`;
   let res;
   try {
     res = await fetch(path, {

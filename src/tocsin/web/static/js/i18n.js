@@ -80,6 +80,21 @@ const STRINGS = {
     "log.sth.key": "signing key id",
     "log.sth.keychanged": "WARNING: the signing key differs from the one this browser saw before",
     "log.refresh": "Refresh",
+    "here.button": "Where I am",
+    "here.locating": "Finding where you are…",
+    "here.tap": "Tap your place on the map.",
+    "here.outside": "That point is outside the regions this server covers.",
+    "here.calm": "No alert",
+    "here.notify": "Notify me and sound when this changes",
+    "here.forget": "Forget this place",
+    "search.label": "Find a region",
+    "search.placeholder": "Find a place (e.g. Kremenchuk)",
+    "search.none": "Nothing found",
+    "gate.title": "This server is private",
+    "gate.why": "Enter a reader key (or any stronger key) to see the map. It is kept in this browser tab only and forgotten when it closes.",
+    "gate.key": "Key",
+    "gate.open": "Open the map",
+    "gate.refused": "The key was not accepted: {detail}",
     "op.key": "Operator key",
     "op.key.placeholder": "paste the key",
     "op.key.use": "Use key",
@@ -232,6 +247,21 @@ const STRINGS = {
     "log.sth.key": "ідентифікатор ключа підпису",
     "log.sth.keychanged": "УВАГА: ключ підпису відрізняється від того, який цей браузер бачив раніше",
     "log.refresh": "Оновити",
+    "here.button": "Де я",
+    "here.locating": "Визначаємо, де ви…",
+    "here.tap": "Торкніться свого місця на мапі.",
+    "here.outside": "Ця точка поза регіонами цього сервера.",
+    "here.calm": "Тривоги немає",
+    "here.notify": "Сповіщати й подавати звук, коли це зміниться",
+    "here.forget": "Забути це місце",
+    "search.label": "Знайти регіон",
+    "search.placeholder": "Знайти (напр. Кременчук)",
+    "search.none": "Нічого не знайдено",
+    "gate.title": "Цей сервер закритий",
+    "gate.why": "Введіть ключ читача (або сильніший), щоб побачити мапу. Ключ зберігається лише в цій вкладці й зникне, коли її закрити.",
+    "gate.key": "Ключ",
+    "gate.open": "Відкрити мапу",
+    "gate.refused": "Ключ не прийнято: {detail}",
     "op.key": "Ключ оператора",
     "op.key.placeholder": "вставте ключ",
     "op.key.use": "Застосувати",
@@ -313,6 +343,9 @@ let lang = pickLanguage();
 const listeners = [];
 
 function pickLanguage() {
+  // ?lang=uk|en (a link on a poster, a kiosk) overrides the saved choice and the browser's
+  const asked = new URLSearchParams(location.search).get("lang");
+  if (LANGS.includes(asked)) return asked;
   const saved = localStorage.getItem("tocsin.lang");
   if (LANGS.includes(saved)) return saved;
   return (navigator.language || "").toLowerCase().startsWith("uk") ? "uk" : "en";

@@ -2,13 +2,15 @@
 // snapshot is read and what it brings meanwhile is applied after the snapshot, so no
 // transition falls between the two.
 
-import { api, syncClock, now } from "./api.js";
+import { api, ApiError, syncClock, now, readKey, setReadKey } from "./api.js";
 import { state, apply, setSnapshot } from "./state.js";
-import { t, setLang, applyStatic, onLangChange } from "./i18n.js";
+import { t, has, setLang, applyStatic, onLangChange, regionName } from "./i18n.js";
 import * as mapview from "./map.js";
 import * as panel from "./panel.js";
 import { initConsole, toggleRegion, renderConsole, selectionActive } from "./console.js";
 import { connect } from "./stream.js";
+import { initHere, here, render as renderHere } from "./here.js";
+import { loadLabels, initLabels, drawLabels, search } from "./labels.js";
 
 const $ = (id) => document.getElementById(id);
 let activeTab = "alerts";
@@ -101,6 +103,7 @@ function repaintSoon() {
     paintQueued = false;
     mapview.repaint();
     panel.renderAlerts();
+    renderHere();
   });
 }
 
@@ -155,12 +158,12 @@ async function start() {
 
   let info;
   try {
-    info = await api("/api/v1/info");
+    info = await infoWithKey();
     syncClock(info.time);
     state.info = info;
     state.levels = info.levels.map((l) => l.level);
     showMode(info);
-    await loadRegions(state.levels);
+    await Promise.all([loadRegions(state.levels), loadLabels()]);
   } catch (err) {
     $("loading").textContent = t("load.failed", { error: err.message });
     $("loading").classList.add("error");
@@ -171,8 +174,14 @@ async function start() {
   mapview.addLevelControl();
   addLegend();
   mapview.showLevel();
+  initLabels(mapview.getMap(), mapview.shownLevel);
+  initSearch();
 
-  connect({ onEnvelope, onStatus: setStatus, lastSeq: () => state.lastSeq });
+  // with a key (a --private server) the stream is opened with single-use tickets
+  const ticket = readKey()
+    ? async () => (await api("/api/v1/stream/ticket", { method: "POST" })).ticket
+    : null;
+  connect({ onEnvelope, onStatus: setStatus, lastSeq: () => state.lastSeq, ticket });
   await waitOpen(3000);
   const [active, levels, tracks, incidents] = await Promise.all([
     api("/api/v1/alerts/active"),
@@ -193,6 +202,7 @@ async function start() {
   panel.bindPanel(onRegionClick);
   panel.renderAll();
   panel.loadSth();
+  initHere(mapview.getMap());
   document.body.dataset.ready = "true";
 
   setInterval(() => {
@@ -203,11 +213,114 @@ async function start() {
     setStatus($("conn").dataset.state);
     if (state.info) showMode(state.info);
     mapview.relabel();
+    drawLabels();
+    renderHere();
     addLegend();
     panel.renderAll();
     renderConsole();
   });
   selectTab(activeTab);
+}
+
+/** The server's info; on a --private server, asks for a key until one is accepted. */
+async function infoWithKey() {
+  for (;;) {
+    try {
+      return await api("/api/v1/info");
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 401) throw err;
+      if (readKey()) {
+        setReadKey(null);
+        $("gate-error").textContent = t("gate.refused", { detail: err.message });
+      }
+    }
+    setReadKey(await askKey());
+  }
+}
+
+function askKey() {
+  const gate = $("key-gate");
+  gate.hidden = false;
+  $("gate-key").focus();
+  return new Promise((resolve) => {
+    $("key-gate-form").onsubmit = (ev) => {
+      ev.preventDefault();
+      const key = $("gate-key").value.trim();
+      if (!key) return;
+      $("gate-key").value = "";
+      gate.hidden = true;
+      resolve(key);
+    };
+  });
+}
+
+/** The search box: names in either language, any usual spelling; a pick zooms to it. */
+function initSearch() {
+  const input = $("search");
+  const list = $("search-results");
+  let found = [];
+  let active = -1;
+  const close = () => {
+    list.hidden = true;
+    input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
+  };
+  const pick = (lb) => {
+    close();
+    input.value = regionName(state.regions.get(lb.id) || { names: { uk: lb.uk, en: lb.en } });
+    onRegionClick(lb.id, true);
+  };
+  const render = () => {
+    list.replaceChildren();
+    found.forEach((lb, i) => {
+      const li = document.createElement("li");
+      li.id = `search-opt-${i}`;
+      li.setAttribute("role", "option");
+      li.setAttribute("aria-selected", String(i === active));
+      li.dataset.region = lb.id;
+      const region = state.regions.get(lb.id);
+      const parent = region && region.parent ? state.regions.get(region.parent) : null;
+      li.textContent = regionName(region || { names: { uk: lb.uk, en: lb.en } });
+      const small = document.createElement("small");
+      const lvl = has(`level.${lb.level}`) ? t(`level.${lb.level}`) : lb.level;
+      small.textContent = ` ${lvl}${parent ? ` · ${regionName(parent)}` : ""}`;
+      li.append(small);
+      li.onmousedown = (ev) => {
+        ev.preventDefault();
+        pick(lb);
+      };
+      list.append(li);
+    });
+    if (!found.length && input.value.trim().length >= 2) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = t("search.none");
+      list.append(li);
+    }
+    list.hidden = !list.children.length;
+    input.setAttribute("aria-expanded", String(!list.hidden));
+    if (active >= 0) input.setAttribute("aria-activedescendant", `search-opt-${active}`);
+    else input.removeAttribute("aria-activedescendant");
+  };
+  input.addEventListener("input", () => {
+    found = search(input.value);
+    active = found.length ? 0 : -1;
+    render();
+  });
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+      if (!found.length) return;
+      ev.preventDefault();
+      active = (active + (ev.key === "ArrowDown" ? 1 : found.length - 1)) % found.length;
+      render();
+    } else if (ev.key === "Enter") {
+      ev.preventDefault();
+      if (found[active]) pick(found[active]);
+    } else if (ev.key === "Escape") {
+      close();
+    }
+  });
+  input.addEventListener("blur", close);
 }
 
 let legend = null;
@@ -252,6 +365,6 @@ function addLegend() {
 }
 
 // For people (and tests) poking at the page from the developer console.
-window.tocsin = { state, mapview, get map() { return mapview.getMap(); } };
+window.tocsin = { state, mapview, search, here, ingest: (envs) => envs.forEach(onEnvelope), get map() { return mapview.getMap(); } };
 
 start();
