@@ -86,14 +86,14 @@ def test_invalid_json_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_every_bad_line_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lines: list[Any] = [GOOD[0], "not json", dict(GOOD[1], heading_deg=360), "", GOOD[3]]
+    lines: list[Any] = [GOOD[0], "not json", dict(GOOD[1], heading_deg=360.5), "", GOOD[3]]
     lines.append(_event(9, "detection", "30:00", track="D2", object="drone",
                         position={"lat": 50.0, "lon": 36.0}))  # 29 min past the last tick
     path = _write(tmp_path / "bad.jsonl", lines)
     assert main(["simulate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "line 2: invalid JSON" in err
-    assert "line 3: heading_deg: out of range: 360" in err
+    assert "line 3: heading_deg: out of range: 360.5" in err
     assert "line 6: time: 1800 s ahead of the clock; the limit is 300 s" in err
     assert "3 invalid line(s)" in err
 

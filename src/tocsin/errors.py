@@ -4,6 +4,8 @@
 TocsinError                 status_hint 500
 ├── ValidationError         422  an event or request failed validation (FieldError list)
 │   └── EventRejected       422  a well-formed event the engine refuses (e.g. too far ahead)
+├── Forbidden               403  the key may not send this (its source, role or a track's owner)
+├── Conflict                409  an id already logged with another body (`details`: digests)
 ├── RegionSetError          422  a region file could not be loaded
 ├── UnknownRegion           404  a region id not in the loaded set (also a KeyError)
 ├── CatalogError            422  a weapon catalog file could not be loaded
@@ -25,9 +27,11 @@ from dataclasses import dataclass
 
 __all__ = [
     "CatalogError",
+    "Conflict",
     "EventRejected",
     "Fenced",
     "FieldError",
+    "Forbidden",
     "IntegrityError",
     "OperationalError",
     "PolicyError",
@@ -69,6 +73,22 @@ class ValidationError(TocsinError):
 
 class EventRejected(ValidationError):
     """A well-formed event the engine refuses, with the reason."""
+
+
+class Forbidden(TocsinError):
+    """The caller's key may not send this: a source, event type, track or siren not its own."""
+
+    status_hint = 403
+
+
+class Conflict(TocsinError):
+    """A request contradicts what is logged; `details` says how (e.g. both digests)."""
+
+    status_hint = 409
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        self.details = dict(details or {})
+        super().__init__(message)
 
 
 class RegionSetError(TocsinError):

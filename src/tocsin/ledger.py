@@ -79,10 +79,14 @@ def parse_batch(
     return events
 
 
-def tick_event(when: datetime) -> dict[str, Any]:
-    """The raw tick the shells append to move the engine's clock."""
+def tick_event(when: datetime, *, server: bool = False) -> dict[str, Any]:
+    """The raw tick the shells append to move the engine's clock (`server`: a wall clock's,
+    which no event may then run ahead of; see `Engine.apply`)."""
     stamp = format_time(when)
-    return {"id": f"tick-{stamp}", "type": "tick", "time": stamp, "source": TICK_SOURCE}
+    raw = {"id": f"tick-{stamp}", "type": "tick", "time": stamp, "source": TICK_SOURCE}
+    if server:
+        raw["clock"] = "server"
+    return raw
 
 
 def replay_into(
@@ -190,15 +194,19 @@ class Ledger:
         key_name: str | None = None,
         recorded_at: str | None = None,
         known: Mapping[tuple[str, str], int] | None = None,
+        admit: Callable[[Sequence[Event]], None] | None = None,
     ) -> Decision:
         """Check a parsed batch, apply it and return the entries to write.
 
         Duplicates (already logged, decided earlier and not committed yet, or twice in the
         batch) are reported, not re-applied; `known` answers "already logged" for keys looked
         up in advance (else the log is asked, once for the batch). The engine is then ahead of
-        the log until `committed()` or `discard()`.
+        the log until `committed()` or `discard()`. `admit(events)`, when given, may refuse
+        the checked batch (sources, ownership, repeated ids) before anything is applied.
         """
         self.check(events)
+        if admit is not None:
+            admit(events)
         if known is None:
             known = self.log.find_events({e.key for e in events} - self._pending.keys())
         results: list[Accepted] = []
@@ -228,9 +236,12 @@ class Ledger:
         self.next_seq = seq
         return Decision(results, entries, times)
 
-    def decide_tick(self, when: datetime, *, recorded_at: str | None = None) -> Decision:
-        """Advance the clock to `when` (fires due timers)."""
-        return self.decide([parse_event(tick_event(when))], recorded_at=recorded_at)
+    def decide_tick(
+        self, when: datetime, *, recorded_at: str | None = None, server: bool = True
+    ) -> Decision:
+        """Advance the clock to `when` (fires due timers); `server`: a wall clock's tick."""
+        return self.decide([parse_event(tick_event(when, server=server))],
+                           recorded_at=recorded_at)
 
     def committed(self) -> None:
         """What was decided is durable now."""
@@ -258,16 +269,22 @@ class Ledger:
         *,
         key_name: str | None = None,
         recorded_at: str | None = None,
+        admit: Callable[[Sequence[Event]], None] | None = None,
     ) -> list[Accepted]:
-        """Parse, decide and commit a batch (simulations, imports and tests)."""
+        """Parse, decide and commit a batch (simulations, imports and tests).
+
+        `admit(events)`, when given, may refuse the checked batch (before anything is applied).
+        """
         events = self.validate(raws)
-        decision = self.decide(events, key_name=key_name, recorded_at=recorded_at)
+        decision = self.decide(events, key_name=key_name, recorded_at=recorded_at, admit=admit)
         self.commit(decision)
         return decision.accepted
 
-    def tick(self, when: datetime, *, recorded_at: str | None = None) -> Accepted:
+    def tick(
+        self, when: datetime, *, recorded_at: str | None = None, server: bool = True
+    ) -> Accepted:
         """Advance the clock to `when` (fires due timers); logged like any event."""
-        decision = self.decide_tick(when, recorded_at=recorded_at)
+        decision = self.decide_tick(when, recorded_at=recorded_at, server=server)
         self.commit(decision)
         return decision.accepted[0]
 
@@ -275,7 +292,7 @@ class Ledger:
         """Run the clock forward until no timer is pending; the transitions that fired."""
         out: list[Transition] = []
         while (deadline := self.engine.next_deadline()) is not None:
-            out.extend(self.tick(deadline).transitions)
+            out.extend(self.tick(deadline, server=False).transitions)
         return out
 
     def is_tick(self, event: Event) -> bool:

@@ -69,6 +69,9 @@ TRANSITION_TYPES: Final = (
 )
 
 _ID_MAX = 200
+# Times are integer microseconds since 1970 in the engine; years past 9999 have no RFC 3339 form.
+YEAR_MIN: Final = 1970
+YEAR_MAX: Final = 9999
 _WEAPON_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 
 
@@ -79,12 +82,18 @@ def dumps(value: Any) -> str:
 
 def parse_time(value: str) -> datetime:
     """Parse an RFC 3339 timestamp with an offset into an aware UTC datetime."""
-    if not isinstance(value, str) or len(value) < 20 or value[10] not in "Tt":
+    if not isinstance(value, str) or not 20 <= len(value) <= 40 or value[10] not in "Tt":
         raise ValueError("expected an RFC 3339 date-time such as 2026-11-25T01:00:00Z")
     dt = datetime.fromisoformat(value.upper())
     if dt.tzinfo is None:
         raise ValueError("the time needs an offset (Z or +hh:mm)")
-    return dt.astimezone(UTC)
+    try:
+        utc = dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        utc = None
+    if utc is None or not YEAR_MIN <= utc.year <= YEAR_MAX:
+        raise ValueError(f"outside the years {YEAR_MIN}-{YEAR_MAX} (in UTC): {value!r}")
+    return utc
 
 
 def format_time(dt: datetime) -> str:
@@ -193,6 +202,7 @@ class Tick(_EventBase):
     """The clock advances."""
 
     type: str = "tick"
+    server: bool = False  # `"clock": "server"`: the wall clock of the server that logged it
 
 
 Event = Detection | TrackEnd | Impact | OperatorAlert | ThreatLevel | SirenStatus | Tick
@@ -322,12 +332,14 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(label, "must be a number")
             return None
-        if not math.isfinite(value):
-            self.fail(label, "must be a number")
+        # compared before any conversion: float() of a 400-digit integer overflows
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(label, "must be a finite number")
             return None
         if value < lo or value > hi or (hi_open and value == hi):
             bound = f"{lo} <= {label} {'<' if hi_open else '<='} {hi}"
-            self.fail(label, f"out of range: {value} (expected {bound})")
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "…"
+            self.fail(label, f"out of range: {shown} (expected {bound})")
             return None
         return float(value)
 
@@ -395,7 +407,7 @@ def parse_event(
         try:
             when = parse_time(raw_time)
         except (ValueError, TypeError) as exc:
-            f.fail("time", str(exc) if "RFC" in str(exc) or "offset" in str(exc) else
+            f.fail("time", str(exc) if any(w in str(exc) for w in ("RFC", "offset", "years")) else
                    f"not an RFC 3339 date-time: {raw_time!r}")
     common: dict[str, Any] = {"id": eid, "source": source, "time": when, "raw": obj}
     event: Event | None = None
@@ -406,7 +418,9 @@ def parse_event(
         weapon = f.string("weapon", required=False, max_len=64)
         if weapon is not None and not _WEAPON_RE.match(weapon):
             f.fail("weapon", "must be a catalog id: lower-case letters, digits and hyphens")
-        heading = f.number("heading_deg", 0, 360, hi_open=True)
+        heading = f.number("heading_deg", 0, 360)
+        if heading == 360.0:  # many sensors send 360 for north; one value per direction
+            heading = 0.0
         speed = f.number("speed_kmh", 0, 40_000)
         confidence = f.number("confidence", 0, 1)
         phase = f.choice("phase", PHASES, required=False)
@@ -467,8 +481,12 @@ def parse_event(
             event = SirenStatus(
                 **common, siren=siren, region=region_list[0], status=status, reason=reason
             )
-    elif etype == "tick" and not f.errors:
-        event = Tick(**common)
+    elif etype == "tick":
+        clock = obj.get("clock")
+        if clock is not None and clock != "server":
+            f.fail("clock", f"must be 'server' when given (got {clock!r})")
+        if not f.errors:
+            event = Tick(**common, server=clock == "server")
     if f.errors or event is None:
         raise ValidationError(f.errors or [FieldError("type", "required")])
     return event

@@ -33,7 +33,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from tocsin.audit import TreeHead
 from tocsin.bus import Bus, MemoryBus
 from tocsin.config import Settings
-from tocsin.engine.core import Engine, to_us
+from tocsin.engine.core import Engine
 from tocsin.engine.policy import load_policy
 from tocsin.envelopes import envelopes_of, live_envelopes
 from tocsin.errors import TocsinError, ValidationError
@@ -46,6 +46,7 @@ from tocsin.store import EventLog, open_admin, open_history, open_log, open_sign
 from tocsin.store.admin import AdminBackend
 from tocsin.store.merkle import MerkleLog
 from tocsin.threats import load_catalog
+from tocsin.trust import Caller, admit, needs_tick
 from tocsin.witness import load_witness_keys
 
 __all__ = ["Ingest", "LeaderOnly", "LocalIngest", "Role", "Service", "SoleWriter",
@@ -73,7 +74,8 @@ class Ingest(Protocol):
     """What a node does with a batch parsed and checked at the edge."""
 
     async def submit(
-        self, events: list[Event], *, key_name: str | None, tick: bool
+        self, events: list[Event], *, key_name: str | None, tick: bool,
+        caller: Caller | None = None,
     ) -> SubmitResult:
         """Take the batch in; raise `ValidationError` if the engine refuses it."""
         ...
@@ -345,15 +347,20 @@ class Service:
     # --- writes --------------------------------------------------------------------------------
 
     async def submit(
-        self, raws: Sequence[Any], *, key_name: str | None = None, tick: bool = False
+        self, raws: Sequence[Any], *, key_name: str | None = None, tick: bool = False,
+        caller: Caller | None = None,
     ) -> SubmitResult:
-        """Parse and check a batch once, here at the edge, and hand it to the ingest."""
+        """Parse and check a batch once, here at the edge, and hand it to the ingest.
+
+        `caller` (a key) is held to the ownership rules of `tocsin.trust`; the server's own
+        callers (no caller) are not.
+        """
         try:
             events = parse_batch(raws, region_known=self.regions.regions.__contains__)
         except ValidationError:
             self.rejected(len(raws))
             raise  # a malformed batch leaves the log untouched, clock tick included
-        return await self.ingest.submit(events, key_name=key_name, tick=tick)
+        return await self.ingest.submit(events, key_name=key_name, tick=tick, caller=caller)
 
     def rejected(self, n: int) -> None:
         """Count `n` refused events (the `on_reject` hooks)."""
@@ -399,6 +406,10 @@ class Service:
         return envelopes_of(list(self.log.read(after + 1, end)), format_time(self.clock()),
                             self.entry, leaves, mode=self.settings.mode)
 
+    def body_at(self, seq: int) -> Any:
+        """The JSON body of the log entry at `seq` (None if there is none)."""
+        return next((e.obj() for e in self.log.read(seq, seq)), None)
+
     def entry(self, seq: int) -> Any:
         """The log entry at `seq`."""
         (entry,) = self.log.read(seq, seq)
@@ -412,13 +423,14 @@ class LocalIngest:
         self.service = service
 
     async def submit(
-        self, events: list[Event], *, key_name: str | None, tick: bool
+        self, events: list[Event], *, key_name: str | None, tick: bool,
+        caller: Caller | None = None,
     ) -> SubmitResult:
         """Apply a batch durably (in the writer thread) and publish what it decided."""
         svc = self.service
         loop = asyncio.get_running_loop()
         result, error = await loop.run_in_executor(
-            svc.writer, self.commit_sync, events, key_name, tick)
+            svc.writer, self.commit_sync, events, key_name, tick, caller)
         await svc.publish(result.envelopes)
         await svc.snapshot()
         if error is not None:
@@ -427,8 +439,9 @@ class LocalIngest:
         return result
 
     def commit_sync(
-        self, events: list[Event], key_name: str | None, tick: bool
-    ) -> tuple[SubmitResult, ValidationError | None]:
+        self, events: list[Event], key_name: str | None, tick: bool,
+        caller: Caller | None = None,
+    ) -> tuple[SubmitResult, TocsinError | None]:
         """Decide a batch (after a clock tick when the clock moved) and commit it at once."""
         svc = self.service
         ledger = svc.ledger
@@ -436,16 +449,20 @@ class LocalIngest:
         recorded = format_time(now)
         decision = NOTHING
         # The engine judges "too far in the future" against its latest tick, so bring it up to
-        # the wall clock first; a tick is logged only when the clock really moved.
+        # the wall clock first; a tick is logged when the clock really moved, or when an event
+        # is dated after the last tick (so it counts as of its own time, not an older tick's).
         engine = ledger.engine
-        if tick or engine.tick_us is None or to_us(now) - engine.tick_us >= 1_000_000:
+        if tick or needs_tick(now, engine.tick_us, [e.raw for e in events]):
             decision = ledger.decide_tick(now, recorded_at=recorded)
         accepted: list[Accepted] = []
-        error: ValidationError | None = None
+        error: TocsinError | None = None
         if events:
             try:
-                mine = ledger.decide(events, key_name=key_name, recorded_at=recorded)
-            except ValidationError as exc:
+                mine = ledger.decide(
+                    events, key_name=key_name, recorded_at=recorded,
+                    admit=lambda checked: admit(caller, checked, live=engine.track_sources,
+                                                find=svc.log.find_event, body_at=svc.body_at))
+            except TocsinError as exc:
                 error = exc
             else:
                 accepted = mine.accepted

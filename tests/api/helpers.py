@@ -38,6 +38,7 @@ LVIV = (49.84, 24.03)
 KHARKIV_OBLAST = "UA63000000000041885"
 LVIV_OBLAST = "UA46000000000026241"
 LVIV_HROMADA = "UA46060250000025047"
+TEST_SOURCES = ("radar-1", "radar-2", "test")
 
 
 class FakeClock:
@@ -131,7 +132,9 @@ async def running(data_dir: Path, clock: FakeClock | None, **overrides: Any) -> 
     settings = Settings(data_dir=data_dir, regions="ua-hromadas", **overrides)
     service = Service(settings, clock=clock) if clock is not None else Service(settings)
     app = create_app(settings, service)
-    keys = {role: service.admin.create_key(role, f"{role}-key")[0] for role in ROLES}
+    # the sources the shared event helpers use (`tests.engine.helpers`, `sample_event`)
+    keys = {role: service.admin.create_key(role, f"{role}-key", TEST_SOURCES)[0]
+            for role in ROLES}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://tocsin.test") as client:

@@ -8,12 +8,20 @@ import pytest
 
 from tests.api.helpers import LVIV_OBLAST, Api, sample_event
 from tocsin.api.auth import EVENT_ROLES
+from tocsin.trust import ROLE_EVENTS
 
 pytestmark = pytest.mark.anyio
 
-ROLES: tuple[str | None, ...] = (None, "reader", "sensor", "operator", "admin")
-# who may send each event type (admin may send anything)
-SENDERS = {"sensor": {"sensor", "admin"}, "operator": {"operator", "admin"}}
+ROLES: tuple[str | None, ...] = (None, "reader", "sensor", "fusion", "operator", "admin")
+# who may send each event type over HTTP (siren_status also comes from the in-process gateway)
+SENDERS = {
+    "detection": {"sensor", "fusion", "admin"},
+    "impact": {"sensor", "fusion", "admin"},
+    "track_end": {"sensor", "fusion", "operator", "admin"},
+    "operator_alert": {"operator", "admin"},
+    "threat_level": {"operator", "admin"},
+    "siren_status": {"admin"},
+}
 ADMIN_ONLY = {"admin"}
 
 
@@ -28,11 +36,13 @@ def test_every_event_type_has_a_row() -> None:
                                 "operator_alert", "threat_level"}
     assert {EVENT_ROLES[t] for t in ("detection", "track_end", "impact")} == {"sensor"}
     assert {EVENT_ROLES[t] for t in ("operator_alert", "threat_level")} == {"operator"}
+    assert {etype: {r for r, types in ROLE_EVENTS.items() if etype in types} - {"gateway"}
+            for etype in EVENT_ROLES} == SENDERS
 
 
 @pytest.mark.parametrize("etype", sorted(EVENT_ROLES))
 async def test_post_events_by_role(api: Api, etype: str) -> None:
-    allowed = SENDERS[EVENT_ROLES[etype]]
+    allowed = SENDERS[etype]
     for role in ROLES:
         before = await api.seq()
         r = await api.post(sample_event(etype), role=role)
@@ -97,7 +107,7 @@ async def test_key_lifecycle_over_the_api(api: Api) -> None:
     # keys are stored hashed: the key itself is nowhere in admin.db
     assert key.encode() not in (api.service.settings.data_dir / "admin.db").read_bytes()
 
-    ev = sample_event("detection")
+    ev = dict(sample_event("detection"), source="radar-7")  # a key may send as its name
     r = await api.client.post("/api/v1/events", json=ev, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 202
     seq = r.json()["accepted"][0]["seq"]

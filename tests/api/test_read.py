@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 
 import pytest
 
@@ -13,10 +14,12 @@ from tests.api.helpers import (
     LVIV_OBLAST,
     NEAR_KHARKIV,
     Api,
+    FakeClock,
     at,
     detection,
     event,
 )
+from tests.engine.helpers import T0
 
 pytestmark = pytest.mark.anyio
 Starter = Callable[..., AbstractAsyncContextManager[Api]]
@@ -30,10 +33,11 @@ def operator(action: str, region: str, t: float) -> dict[str, object]:
                  operator="duty-officer")
 
 
-async def test_history_since_until_and_region(api: Api) -> None:
-    await api.post(operator("raise", LVIV_HROMADA, 10), role="operator")
-    await api.post(operator("clear", LVIV_HROMADA, 20), role="operator")
-    await api.post(operator("raise", OTHER_LVIV_HROMADA, 100), role="operator")
+async def test_history_since_until_and_region(api: Api, clock: FakeClock) -> None:
+    for action, region, t in (("raise", LVIV_HROMADA, 10), ("clear", LVIV_HROMADA, 20),
+                              ("raise", OTHER_LVIV_HROMADA, 100)):
+        clock.now = T0 + timedelta(seconds=t)  # the server's clock, which events cannot pass
+        await api.post(operator(action, region, t), role="operator")
 
     alerts = (await api.client.get("/api/v1/alerts")).json()["alerts"]
     assert [(a["region"], a["started_at"], a["ended_at"]) for a in alerts] == [

@@ -125,7 +125,9 @@ class Cluster:
         return servers.run_cli(*args)
 
     def create_key(self, role: str) -> str:
-        return servers.create_key(role, "--store", self.store)
+        # the sources `Tracks` sends as
+        sources = [arg for k in range(7) for arg in ("--source", f"radar-{k}")]
+        return servers.create_key(role, "--store", self.store, *sources)
 
     def leader(self, among: list[Node] | None = None) -> Node | None:
         for n in among or self.nodes:

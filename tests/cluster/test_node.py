@@ -55,6 +55,11 @@ def test_ingest_and_refusals(cluster: Cluster) -> None:
 
     again = post(node.base, key, event).json()["accepted"][0]  # found in the log: its seq
     assert again["duplicate"] is True and again["seq"] == logged["seq"]
+    # the same id with another body, and a source the key may not use: refused at ingest
+    r = post(node.base, key, {**event, "heading_deg": 1})
+    assert r.status_code == 409 and r.json()["logged_digest"] != r.json()["submitted_digest"]
+    r = post(node.base, key, {**Tracks().next_event(), "source": "radar-x"})
+    assert r.status_code == 403 and "'radar-x'" in r.json()["detail"]
 
     future = {**Tracks().next_event(),
               "time": format_time(datetime.now(UTC) + timedelta(hours=2))}
@@ -82,7 +87,8 @@ def test_every_node_authenticates_and_signs_alike(cluster: Cluster) -> None:
     a, b = cluster.add(2)
     cluster.start([a, b])
     admin = cluster.create_key("admin")
-    made = httpx.post(a.base + "/api/v1/keys", json={"role": "sensor"},
+    made = httpx.post(a.base + "/api/v1/keys",
+                      json={"role": "sensor", "sources": [f"radar-{k}" for k in range(7)]},
                       headers={"Authorization": f"Bearer {admin}"})
     assert made.status_code == 201, made.text
     r = post(b.base, made.json()["key"], Tracks().next_event())  # a key made on a works on b

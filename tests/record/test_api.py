@@ -251,6 +251,7 @@ async def test_imported_history_is_served_with_live_alerts(tmp_path: Path) -> No
 
 async def test_impacts_endpoint_reports_covered_and_silent_impacts(tmp_path: Path) -> None:
     async with running(tmp_path / "d") as api:
+        api.clock.now = T0 + timedelta(seconds=1)  # events are not ahead of the server
         await api.post(operator("raise", LVIV, 1))
         api.clock.now = T0 + timedelta(seconds=60)
         await api.post(impact(61, 49.84, 24.03))  # Lviv: under alert for a minute
@@ -289,7 +290,7 @@ def served(data_dir: Path, **kw: Any) -> Iterator[tuple[str, Service, dict[str, 
     settings = Settings(data_dir=data_dir, regions="ua-oblasts", sth_interval_s=0.05, **kw)
     service = Service(settings)
     app = create_app(settings, service)
-    keys = {role: service.admin.create_key(role)[0] for role in ROLES}
+    keys = {role: service.admin.create_key(role, None, ["rec"])[0] for role in ROLES}
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

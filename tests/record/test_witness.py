@@ -215,7 +215,7 @@ def test_a_rewound_server_is_caught_by_a_running_witness(tmp_path: Path) -> None
     data_dir, state = tmp_path / "d", tmp_path / "witness.json"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    operator = create_key("operator", "--data-dir", str(data_dir))
+    operator = create_key("operator", "--data-dir", str(data_dir), "--source", "rec")
     serve_args = ["--data-dir", str(data_dir), "--port", str(port), "--regions", "ua-oblasts",
                   "--witnesses", str(listing)]
     env = {"TOCSIN_STH_INTERVAL_S": "0.2"}

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.api.helpers import KHARKIV, NEAR_KHARKIV, Api
+from tests.api.helpers import KHARKIV, NEAR_KHARKIV, Api, FakeClock
 from tests.engine.helpers import Sim, detection, event
 from tocsin.geo import RegionSet
 from tocsin.outputs.cap import parse, validate, verify_detached
@@ -94,13 +94,16 @@ async def test_status_follows_the_mode(start: Start, mode: str, status: str) -> 
         assert parse(r.content).status == status
 
 
-async def test_feed_and_messages_over_http(start: Start, ua: RegionSet) -> None:
+async def test_feed_and_messages_over_http(start: Start, ua: RegionSet,
+                                           clock: FakeClock) -> None:
     async with start(cap_sender="alerts@example.gov.ua",
                      public_url="http://tocsin.test/") as api:
         leaf = ua.locate(*KHARKIV)
         assert leaf is not None
+        clock.advance(1)  # each event at the server's clock, not ahead of it
         await api.post(event("operator_alert", 1, regions=[leaf], alert_type="chemical",
                              action="raise", operator="duty"))
+        clock.advance(1)
         await api.post(event("operator_alert", 2, regions=[leaf], alert_type="chemical",
                              action="clear", operator="duty"))
         start_seq, end_seq = api.transition_seqs()

@@ -230,7 +230,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Server, str, str]]:
     data = tmp_path / "data"
 
     def key(role: str) -> str:
-        return servers.create_key(role, "--data-dir", str(data))
+        return servers.create_key(role, "--data-dir", str(data), "--source", "console")
 
     reader, operator = key("reader"), key("operator")
     server = Server(data)

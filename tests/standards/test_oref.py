@@ -45,7 +45,7 @@ def oref_server(tmp_path: Path, shared_data: Path
     regions = tmp_path / "il-oref.geojson"
     cities = israel_geojson(shared_data, regions)
     data = tmp_path / "data"
-    operator = servers.create_key("operator", "--data-dir", str(data))
+    operator = servers.create_key("operator", "--data-dir", str(data), "--source", "console")
     port = servers.free_port()
     log_path = tmp_path / "serve.log"
     proc = servers.start_serve(["--data-dir", str(data), "--port", str(port), "--regions",

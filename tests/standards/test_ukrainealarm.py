@@ -30,7 +30,7 @@ KHARKIV_OBLAST = "UA63000000000041885"
 def exercise_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real `tocsin serve --mode exercise` (public reads) and an operator key."""
     data = tmp_path / "data"
-    operator = servers.create_key("operator", "--data-dir", str(data))
+    operator = servers.create_key("operator", "--data-dir", str(data), "--source", "console")
     port = servers.free_port()
     log_path = tmp_path / "serve.log"
     proc = servers.start_serve(["--data-dir", str(data), "--port", str(port), "--mode",

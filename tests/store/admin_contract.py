@@ -45,6 +45,34 @@ class AdminContract(ABC):
         with pytest.raises(ValidationError):
             admin.create_key("emperor")
 
+    @abstractmethod
+    def create_legacy_key(self, name: str, role: str) -> str:
+        """A store made before keys had sources, holding one key; returns the key."""
+
+    def test_key_sources(self, admin: AdminBackend) -> None:
+        key, rec = admin.create_key("sensor", "radar-site", ["radar-1", "radar-2", "radar-1"])
+        assert rec.sources == ("radar-1", "radar-2")
+        assert admin.authenticate(key) == rec
+        assert next(k for k in admin.list_keys() if k.id == rec.id).sources == rec.sources
+        assert rec.to_dict()["sources"] == ["radar-1", "radar-2"]
+        _, fusion = admin.create_key("fusion", "fusion-1")
+        assert fusion.sources == ()
+        for bad in ([""], ["x" * 201], [" "], [f"s{i}" for i in range(65)]):
+            with pytest.raises(ValidationError):
+                admin.create_key("sensor", "bad", bad)
+        assert {k.name for k in admin.list_keys()} == {"radar-site", "fusion-1"}
+
+    def test_a_store_from_before_sources_is_upgraded(self) -> None:
+        key = self.create_legacy_key("old-radar", "sensor")
+        store = self.create_admin()
+        try:
+            rec = store.authenticate(key)
+            assert rec is not None and rec.name == "old-radar" and rec.sources == ()
+            _, new = store.create_key("sensor", "new-radar", ["radar-9"])
+            assert new.sources == ("radar-9",)
+        finally:
+            store.close()
+
     def test_subscriptions_and_deliveries(self, admin: AdminBackend) -> None:
         sub = admin.create_subscription("https://example.org/hook", {"regions": ["UA1"]}, 5)
         assert admin.get_subscription(sub.id) == sub

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from tocsin.store import open_admin
-from tocsin.store.admin import AdminBackend, AdminStore
+from tocsin.store.admin import AdminBackend, AdminStore, hash_key
 
 from .admin_contract import AdminContract
 
@@ -19,6 +21,18 @@ class TestSQLiteAdmin(AdminContract):
 
     def create_admin(self) -> AdminBackend:
         return AdminStore(self.dir / "admin.db")
+
+    def create_legacy_key(self, name: str, role: str) -> str:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        key = "tk_legacy-" + name
+        with contextlib.closing(sqlite3.connect(self.dir / "admin.db")) as db:
+            db.execute("CREATE TABLE api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
+                       "role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
+                       "revoked_at TEXT)")
+            db.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,?)",
+                       ("legacy", name, role, hash_key(key), "2026-01-01T00:00:00Z", None))
+            db.commit()
+        return key
 
     def test_opened_in_the_data_directory(self) -> None:
         store = open_admin(None, self.dir)

@@ -19,10 +19,10 @@ from tests.servers import eventually
 from tocsin.cluster.lease import LeaderLease, lock_held
 from tocsin.errors import IntegrityError
 from tocsin.store import EventLog, open_admin, open_history, open_log, open_signing_key
-from tocsin.store.admin import AdminBackend
-from tocsin.store.admin_postgres import PostgresAdminStore
+from tocsin.store.admin import AdminBackend, hash_key
+from tocsin.store.admin_postgres import ADMIN_MIGRATIONS, PostgresAdminStore
 from tocsin.store.history_postgres import PostgresHistoryStore
-from tocsin.store.postgres import LOG_MIGRATIONS, PostgresLog
+from tocsin.store.postgres import LOG_MIGRATIONS, PostgresLog, migrate
 
 from .admin_contract import AdminContract
 from .contract import LogContract, event, put, transition
@@ -89,6 +89,14 @@ class TestPostgresAdmin(AdminContract):
 
     def create_admin(self) -> AdminBackend:
         return PostgresAdminStore(self.url)
+
+    def create_legacy_key(self, name: str, role: str) -> str:
+        key = "tk_legacy-" + name
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            migrate(conn, "admin", ADMIN_MIGRATIONS[:1])  # the tables as version 1 made them
+            conn.execute("INSERT INTO api_keys VALUES (%s,%s,%s,%s,%s,%s)",
+                         ("legacy", name, role, hash_key(key), "2026-01-01T00:00:00Z", None))
+        return key
 
     def test_opened_by_url_and_shared(self) -> None:
         one, two = open_admin(self.url, "unused"), open_admin(self.url, "unused")

@@ -36,9 +36,12 @@ class Server:
     keys: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # the sensor key sends as the radar and the police of the tests
+        sources = {"sensor": ["--source", "web-test-radar", "--source", "web-test-police"]}
         for role in ("sensor", "operator", "reader"):
             out = servers.run_cli("keys", "create", "--data-dir", str(self.data_dir),
-                                  "--role", role, "--name", f"{role}-web-test", check=True)
+                                  "--role", role, "--name", f"{role}-web-test",
+                                  *sources.get(role, []), check=True)
             self.keys[role] = out.stdout.strip().splitlines()[-1]
         port = self.port = self.port or free_port()
         self.base = f"http://127.0.0.1:{port}"

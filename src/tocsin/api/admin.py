@@ -31,13 +31,16 @@ class KeyIn(BaseModel):
     """A key to create."""
 
     role: str = Field(description=f"one of {', '.join(ROLES)}")
-    name: str | None = None
+    name: str | None = Field(None, max_length=200)
+    sources: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="event sources the key may send as, besides its name")
 
 
 @router.post("/keys", status_code=201)
 async def create_key(body: KeyIn, service: Service = Depends(admin_service)) -> dict[str, Any]:
     """Create a key; the key itself is in this answer only."""
-    key, rec = service.admin.create_key(body.role, body.name)
+    key, rec = service.admin.create_key(body.role, body.name, body.sources)
     return {"key": key, **rec.to_dict()}
 
 

@@ -23,7 +23,7 @@ from tocsin.api.metrics import Metrics
 from tocsin.api.sse import StreamingApp, install_stream
 from tocsin.bootstrap import make_service
 from tocsin.config import Settings
-from tocsin.errors import FieldError, TocsinError, ValidationError
+from tocsin.errors import Conflict, FieldError, TocsinError, ValidationError
 from tocsin.service import Service
 
 __all__ = ["create_app"]
@@ -134,6 +134,8 @@ def error_body(exc: TocsinError) -> dict[str, Any]:
             "detail": "invalid input",
             "errors": [{"field": e.field, "reason": e.reason} for e in exc.errors],
         }
+    if isinstance(exc, Conflict):
+        return {"detail": str(exc), **exc.details}
     return {"detail": str(exc)}
 
 

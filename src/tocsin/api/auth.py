@@ -11,12 +11,13 @@ from tocsin.store.admin import AdminStore, ApiKey
 
 __all__ = ["EVENT_ROLES", "Principal", "RateLimiter", "authenticate", "client_of", "require"]
 
-# Who may send which event type; admin may do everything.
+# The least role that sends each event type (admin may do everything); `tocsin.trust` has the
+# whole matrix (fusion keys send what sensors do, operators also end tracks) and ownership rules.
 EVENT_ROLES = {
     "detection": "sensor",
     "track_end": "sensor",
     "impact": "sensor",
-    "siren_status": "sensor",
+    "siren_status": "admin",  # and the server's own siren gateway
     "operator_alert": "operator",
     "threat_level": "operator",
 }

@@ -27,7 +27,8 @@ async def cluster(service: Service = Depends(reader)) -> dict[str, Any]:
 
 @router.get("/rejected")
 async def rejected(
-    after: int = Query(0, ge=0, description="events stream position to list after"),
+    after: int = Query(0, ge=0, le=2**63 - 1,
+                       description="events stream position to list after"),
     limit: int = Query(100, ge=1, le=1000),
     service: Service = Depends(reader),
 ) -> dict[str, Any]:

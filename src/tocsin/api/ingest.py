@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from tocsin.api.auth import EVENT_ROLES, Principal, authenticate, require
+from tocsin.api.auth import EVENT_ROLES, Principal, authenticate
 from tocsin.errors import FieldError, ValidationError
 from tocsin.service import Service
+from tocsin.trust import Caller, check_roles, check_sources, load_json
 
 __all__ = ["router"]
 
@@ -38,10 +38,13 @@ _EVENT_SCHEMA: dict[str, Any] = {
                 "oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}}},
         }
     },
-    responses={202: {"description": "Durably logged"}, 422: {"description": "Invalid"}},
+    responses={202: {"description": "Durably logged"}, 422: {"description": "Invalid"},
+               403: {"description": "The key may not send this (source, type, track, siren)"},
+               409: {"description": "An id already logged with another body"}},
 )
 async def post_events(request: Request, principal: Principal = Depends(authenticate)) -> Any:
-    """Log one event or a batch; `202` only once durable. Idempotent on (source, id)."""
+    """Log one event or a batch; `202` only once durable. Idempotent on (source, id) and body;
+    see the trust model in docs/api.md for who may send what."""
     started = time.perf_counter()
     service: Service = request.app.state.service
     metrics = request.app.state.metrics
@@ -50,10 +53,10 @@ async def post_events(request: Request, principal: Principal = Depends(authentic
             401, "sending events needs a key", headers={"WWW-Authenticate": "Bearer"}
         )
     try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = load_json(await request.body())
+    except ValidationError:
         metrics.rejected.inc()
-        raise ValidationError(FieldError("(body)", f"not JSON: {exc}")) from exc
+        raise
     raws = body if isinstance(body, list) else [body]
     if not raws:
         raise ValidationError(FieldError("(body)", "an empty batch"))
@@ -62,8 +65,11 @@ async def post_events(request: Request, principal: Principal = Depends(authentic
         if etype == "tick":
             prefix = f"[{i}]." if len(raws) > 1 else ""
             raise ValidationError(FieldError(prefix + "type", "tick events are the server's own"))
-        require(principal, EVENT_ROLES.get(str(etype), "sensor"))
-    result = await service.submit(raws, key_name=principal.name)
+    key = principal.key
+    caller = Caller(key.name, key.role, key.sources)
+    check_roles(caller, raws)  # 403: event types the key's role may not send
+    check_sources(caller, raws)  # 403: sources the key may not use
+    result = await service.submit(raws, key_name=principal.name, caller=caller)
     accepted = [{"id": r.id, "seq": r.seq, "duplicate": r.duplicate,
                  "transitions": len(r.transitions), "notes": r.notes} for r in result.accepted]
     for item, r in zip(accepted, result.accepted, strict=True):

@@ -39,6 +39,7 @@ from tocsin.errors import (
     ValidationError,
 )
 from tocsin.geo import DEFAULT_REGION_SET
+from tocsin.store.admin import ROLES
 
 __all__ = ["build_parser", "main"]
 
@@ -124,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = p.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
     q = ksub.add_parser("create", help="create a key", description=cmd_keys_create.__doc__)
     q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")
-    q.add_argument("--role", required=True, choices=("reader", "sensor", "operator", "admin"))
+    q.add_argument("--role", required=True, choices=ROLES)
     q.add_argument("--name", help="a name recorded with every event the key submits")
+    q.add_argument("--source", action="append", default=[], dest="sources", metavar="SOURCE",
+                   help="an event source the key may send as, besides its name (repeatable)")
     q.set_defaults(func=cmd_keys_create)
     q = ksub.add_parser("list", help="list keys", description=cmd_keys_list.__doc__)
     q.add_argument("--data-dir", default="tocsin-data", help="the server's data directory")

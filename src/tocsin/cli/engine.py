@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -21,14 +21,17 @@ from tocsin.cli.common import (
 )
 from tocsin.engine.policy import Policy, load_policy
 from tocsin.errors import (
+    Conflict,
     IntegrityError,
     ReplayMismatch,
     ValidationError,
 )
 from tocsin.geo import DEFAULT_REGION_SET, RegionSet, load_region_set
 from tocsin.ledger import Ledger
-from tocsin.model import Tick, parse_event
+from tocsin.model import Event, Tick, parse_event
 from tocsin.store import EventLog, MemoryLog, open_log
+from tocsin.store.merkle import check_canonical
+from tocsin.trust import admit, load_json
 
 
 def _bundled_scenarios() -> list[str]:
@@ -49,12 +52,13 @@ def _read_events(
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"line {lineno}: invalid JSON: {exc.msg} (column {exc.colno})")
+            raw = load_json(line, "(line)")
+        except ValidationError as exc:
+            errors.extend(f"line {lineno}: {e.reason}" for e in exc.errors)
             continue
         try:
             event = parse_event(raw, region_known=known)
+            check_canonical(raw)  # what the log could not hash is refused here, not mid-apply
         except ValidationError as exc:
             errors.extend(f"line {lineno}: {e.field}: {e.reason}" for e in exc.errors)
             continue
@@ -110,32 +114,67 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     where = args.store or args.data_dir
     log: EventLog = open_log(where) if where else MemoryLog()
-    if log.max_seq():
-        err(f"{where} already holds a log; simulate needs an empty data directory")
-        return EXIT_INPUT
-    log.set_meta("regions", args.regions)
-    log.set_meta("policy", json.dumps(policy.to_dict(), sort_keys=True))
-    ledger = Ledger(log, engine_factory(regions, policy))
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     try:
-        with progress(len(rows), "simulate") as advance:
-            for n, (lineno, raw) in enumerate(rows, 1):
-                (res,) = ledger.submit([raw])
-                if res.duplicate:
-                    print(f"line {lineno}: duplicate of event {res.source}/{res.id} "
-                          f"(seq {res.seq}); not applied", file=sys.stderr)
-                for note in res.notes:
-                    print(f"line {lineno}: {note}", file=sys.stderr)
-                for t in res.transitions:
-                    out.write(t.to_json() + "\n")
-                advance(n)
-            for t in ledger.drain():
-                out.write(t.to_json() + "\n")
+        if log.max_seq():
+            err(f"{where} already holds a log; simulate needs an empty data directory")
+            return EXIT_INPUT
+        # The whole file is applied in memory first, so a line the engine refuses (or an id
+        # repeated with another body) leaves the data directory untouched and writes no output.
+        staged = MemoryLog()
+        ledger = Ledger(staged, engine_factory(regions, policy))
+        errors = _apply(ledger, rows)
+        if errors:
+            for msg in errors[:50]:
+                print(msg, file=sys.stderr)
+            err(f"{len(errors)} line(s) refused; nothing was applied")
+            return EXIT_INPUT
+        ledger.drain()
+        entries = list(staged.read())
+        hashes = [leaf for _, leaf in staged.leaf_hashes(1, staged.max_seq())]
+        log.set_meta("regions", args.regions)
+        log.set_meta("policy", json.dumps(policy.to_dict(), sort_keys=True))
+        log.append(entries, hashes)  # one transaction: all of the file or nothing
+        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+        try:
+            out.writelines(e.body + "\n" for e in entries if e.kind == "transition")
+        finally:
+            if out is not sys.stdout:
+                out.close()
     finally:
-        if out is not sys.stdout:
-            out.close()
         log.close()
     return EXIT_OK
+
+
+def _apply(ledger: Ledger, rows: list[tuple[int, dict[str, Any]]]) -> list[str]:
+    """Apply the checked lines in order; the lines refused at apply time, as messages."""
+    errors: list[str] = []
+    log = ledger.log
+
+    def body_at(seq: int) -> Any:
+        return next((e.obj() for e in log.read(seq, seq)), None)
+
+    def check(events: Sequence[Event]) -> None:
+        admit(None, events, live=ledger.engine.track_sources, find=log.find_event,
+              body_at=body_at)
+
+    with progress(len(rows), "simulate") as advance:
+        for n, (lineno, raw) in enumerate(rows, 1):
+            try:
+                (res,) = ledger.submit([raw], admit=check)
+            except ValidationError as exc:  # refused before anything was applied
+                errors.extend(f"line {lineno}: {e.field}: {e.reason}" for e in exc.errors)
+                continue
+            except Conflict as exc:
+                logged, sent = exc.details["logged_digest"], exc.details["submitted_digest"]
+                errors.append(f"line {lineno}: {exc} (logged {logged}, this line {sent})")
+                continue
+            if res.duplicate:
+                print(f"line {lineno}: duplicate of event {res.source}/{res.id} "
+                      f"(seq {res.seq}); not applied", file=sys.stderr)
+            for note in res.notes:
+                print(f"line {lineno}: {note}", file=sys.stderr)
+            advance(n)
+    return errors
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from tocsin.cli.common import (
     admin_store,
     err,
 )
+from tocsin.errors import ValidationError
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -92,20 +93,25 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     """Create an API key; prints the key alone on stdout (it is stored hashed)."""
     store = admin_store(args)
     try:
-        key, rec = store.create_key(args.role, args.name)
+        key, rec = store.create_key(args.role, args.name, args.sources)
+    except ValidationError as exc:
+        err(str(exc))
+        return EXIT_INPUT
     finally:
         store.close()
     print(key)
-    print(f"created key {rec.id} ({rec.name}, {rec.role})", file=sys.stderr)
+    sources = ", ".join((rec.name, *rec.sources)) if rec.role != "admin" else "any"
+    print(f"created key {rec.id} ({rec.name}, {rec.role}; sources: {sources})", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    """List keys: id, name, role, created, revoked."""
+    """List keys: id, name, role, created, revoked, sources."""
     store = admin_store(args)
     try:
         for k in store.list_keys():
-            print(f"{k.id}\t{k.name}\t{k.role}\t{k.created_at}\t{k.revoked_at or '-'}")
+            print(f"{k.id}\t{k.name}\t{k.role}\t{k.created_at}\t{k.revoked_at or '-'}\t"
+                  f"{','.join(k.sources) or '-'}")
     finally:
         store.close()
     return EXIT_OK

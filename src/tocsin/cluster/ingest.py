@@ -8,6 +8,7 @@ from tocsin.bus.nats import NatsBus
 from tocsin.ledger import Accepted
 from tocsin.model import Event
 from tocsin.service import Service, SubmitResult
+from tocsin.trust import Caller, admit
 
 __all__ = ["StreamIngest"]
 
@@ -24,13 +25,22 @@ class StreamIngest:
         self.nats = nats
 
     async def submit(
-        self, events: list[Event], *, key_name: str | None, tick: bool
+        self, events: list[Event], *, key_name: str | None, tick: bool,
+        caller: Caller | None = None,
     ) -> SubmitResult:
-        """Publish a batch parsed and checked at the edge; returns once stored."""
+        """Publish a batch parsed and checked at the edge; returns once stored.
+
+        Repeated ids are checked against the shared log and track ownership against this
+        node's state (the leader's, milliseconds later), before anything is published.
+        """
         if not events:
             return SubmitResult([], [])
+        svc = self.service
         keys = [e.key for e in events]
-        logged = await asyncio.to_thread(self.service.log.find_events, keys)
+        logged = await asyncio.to_thread(svc.log.find_events, keys)
+        await asyncio.get_running_loop().run_in_executor(
+            svc.writer, lambda: admit(caller, events, live=svc.ledger.engine.track_sources,
+                                      find=lambda *key: logged.get(key), body_at=svc.body_at))
         fresh = [i for i, key in enumerate(keys) if key not in logged]
         acks = await self.nats.publish_events([dict(events[i].raw) for i in fresh], key_name)
         by_index = dict(zip(fresh, acks, strict=True))

@@ -23,7 +23,6 @@ from tocsin.audit import TreeHead
 from tocsin.bus.nats import Consumed, EventFeed, NatsBus
 from tocsin.cluster.lease import LeaderLease, lock_held
 from tocsin.config import Settings
-from tocsin.engine.core import to_us
 from tocsin.envelopes import envelopes_of, live_envelopes
 from tocsin.errors import (
     Fenced,
@@ -38,6 +37,7 @@ from tocsin.model import dumps, format_time
 from tocsin.service import Service
 from tocsin.store.base import LogEntry, Rejection
 from tocsin.store.postgres import KEEPALIVE, PostgresLog
+from tocsin.trust import needs_tick
 
 __all__ = ["BATCH", "ClusterNode"]
 
@@ -328,7 +328,8 @@ class ClusterNode:
         engine = ledger.engine
         decoded = [_decode(m) for m in msgs]
         deadline = engine.next_deadline()
-        moved = engine.tick_us is None or to_us(now) - engine.tick_us >= 1_000_000
+        raws = [raw for _, raw, _ in decoded if raw is not None]
+        moved = needs_tick(now, engine.tick_us, raws)
         due = deadline is not None and deadline <= now
         fresh = any(m.stream_seq > self.position for m in msgs)
         if not fresh and not due:

@@ -111,6 +111,10 @@ class Engine:
         self._stamp: tuple[int, datetime] = (0, EPOCH)  # the last transition time made
         self.clock_us: int | None = None
         self.tick_us: int | None = None
+        # The latest tick of a server's own clock (`"clock": "server"`): in a server no event
+        # moves the engine past it; one dated later is applied as of it (see `apply`).
+        self.wall_us: int | None = None
+        self._t_event = 0  # the time the event being applied counts as
         self.tracks: dict[str, Track] = {}
         self.alerts: dict[tuple[str, str], Alert] = {}
         self.levels: dict[str, int] = {}
@@ -163,14 +167,32 @@ class Engine:
         """Apply the event logged at `seq`; its transitions take seq+1, seq+2, …"""
         self.check(event)
         t = to_us(event.time)
-        now = t if self.clock_us is None else max(self.clock_us, t)
         self._seq, self._out, self._notes = seq, [], []
+        if isinstance(event, Tick):
+            if event.server:
+                self.wall_us = t if self.wall_us is None else max(self.wall_us, t)
+        elif self.wall_us is not None and t > self.wall_us:
+            # Time rule: a sensor's clock never drives the server's. The event keeps its own
+            # `time` in the log but counts as of the server's latest tick, so it can neither
+            # fire timers (end alerts) early nor freeze a track with a fix from the future.
+            self._notes.append(
+                f"dated {(t - self.wall_us) / 1e6:.3f} s after the server clock; "
+                f"applied as of {format_time(from_us(self.wall_us))}"
+            )
+            t = self.wall_us
+        self._t_event = t
+        now = t if self.clock_us is None else max(self.clock_us, t)
         self._run_timers(now)
         self.clock_us = now
         if isinstance(event, Tick):
             self.tick_us = now if self.tick_us is None else max(self.tick_us, now)
         _handler(type(event))(self, event)
         return Step(self._out, self._notes)
+
+    def track_sources(self, track: str) -> frozenset[str] | None:
+        """The sources that reported a live track, or None when it is not live."""
+        tr = self.tracks.get(track)
+        return None if tr is None else frozenset(tr.sources)
 
     def next_deadline(self) -> datetime | None:
         """When the earliest pending timer fires, or None when nothing is pending."""
@@ -252,7 +274,7 @@ class Engine:
         carrier = res.weapon.profile == "carrier"
         measured = 0.0 if carrier or event.speed_kmh is None else event.speed_kmh
         speed = max(measured, res.reach_speed_kmh) / 3.6
-        t_obs = to_us(event.time)
+        t_obs = self._t_event
         pos = event.position
         tr = self.tracks.get(event.track)
         if tr is None:
@@ -263,15 +285,18 @@ class Engine:
                 phase=event.phase, last_news=t_obs,
             )
             self.tracks[tr.id] = tr
+            tr.sources.add(event.source)
             self._serial += 1
             self._serials[tr.id] = self._serial
             redraw = True
         elif t_obs < tr.t_fix:
+            tr.sources.add(event.source)
             self._notes.append(
                 f"track {tr.id}: detection older than the last fix; logged, not used"
             )
             return
         else:
+            tr.sources.add(event.source)
             _, _, moved = GEOD.inv(tr.lon, tr.lat, pos.lon, pos.lat)
             tr.flown_m += float(moved)
             redraw = self._needs_redraw(tr, event, res.weapon.id, speed)

@@ -86,7 +86,8 @@ POLICY_FIELDS: Mapping[str, str] = MappingProxyType(
         "hold_s": "Seconds an automatic alert stays after the last threat stopped covering the "
         "region (debris falls, trajectories bend).",
         "max_future_s": "An event dated more than this many seconds after the latest `tick` is "
-        "rejected (a sensor clock gone wrong must not schedule alerts in the future).",
+        "rejected (a sensor clock gone wrong must not schedule alerts in the future); in a "
+        "server, one dated ahead by less is applied as of the server's clock.",
         "reckon_s": "Seconds between dead-reckoning updates of a track with no news.",
         "recompute_km": "A detection that moved less than this from the position of the last "
         "footprint keeps that footprint (its ETAs keep counting down).",

@@ -28,13 +28,15 @@ __all__ = [
     "SubscriptionRecord", "hash_key",
 ]
 
-ROLES = ("reader", "sensor", "operator", "admin")
+ROLES = ("reader", "sensor", "fusion", "operator", "admin")
+SOURCE_MAX = 200  # as an event's `source`
+SOURCES_MAX = 64  # sources one key may use
 KEY_PREFIX = "tk_"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL, revoked_at TEXT
+    created_at TEXT NOT NULL, revoked_at TEXT, sources TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS subscriptions (
     id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, spec TEXT NOT NULL,
@@ -66,11 +68,32 @@ class ApiKey:
     role: str
     created_at: str
     revoked_at: str | None
+    sources: tuple[str, ...] = ()  # event sources it may use besides its name
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the admin API."""
         return {"id": self.id, "name": self.name, "role": self.role,
-                "created_at": self.created_at, "revoked_at": self.revoked_at}
+                "sources": list(self.sources), "created_at": self.created_at,
+                "revoked_at": self.revoked_at}
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ApiKey:
+        """A record from `SELECT id, name, role, created_at, revoked_at, sources`."""
+        kid, name, role, created_at, revoked_at, sources = row
+        return cls(kid, name, role, created_at, revoked_at, tuple(json.loads(sources or "[]")))
+
+
+def check_sources(sources: Sequence[str]) -> tuple[str, ...]:
+    """The sources a key is made with, checked as an event's `source` is."""
+    out: list[str] = []
+    for i, src in enumerate(sources):
+        if not isinstance(src, str) or not src.strip() or len(src) > SOURCE_MAX:
+            raise ValidationError(FieldError(
+                f"sources[{i}]", f"must be a non-empty string of at most {SOURCE_MAX} characters"))
+        out.append(src)
+    if len(set(out)) > SOURCES_MAX:
+        raise ValidationError(FieldError("sources", f"more than {SOURCES_MAX} sources"))
+    return tuple(dict.fromkeys(out))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +156,9 @@ class AdminBackend(ABC):
     (`tocsin.store.admin_postgres.PostgresAdminStore`), both through `SQLAdminStore`."""
 
     @abstractmethod
-    def create_key(self, role: str, name: str | None = None) -> tuple[str, ApiKey]:
+    def create_key(
+        self, role: str, name: str | None = None, sources: Sequence[str] = ()
+    ) -> tuple[str, ApiKey]:
         """Make a new key; returns the key (shown once) and its record."""
 
     @abstractmethod
@@ -213,28 +238,36 @@ class SQLAdminStore(AdminBackend):
 
     # --- keys ----------------------------------------------------------------------------------
 
-    def create_key(self, role: str, name: str | None = None) -> tuple[str, ApiKey]:
-        """Make a new key; returns the key (shown once) and its record."""
+    def create_key(
+        self, role: str, name: str | None = None, sources: Sequence[str] = ()
+    ) -> tuple[str, ApiKey]:
+        """Make a new key; returns the key (shown once) and its record.
+
+        Its events may name as `source` its name or one of `sources` (any, for an admin).
+        """
         if role not in ROLES:
             raise ValidationError(FieldError("role", f"must be one of {', '.join(ROLES)}"))
+        listed = check_sources(sources)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         digest = hash_key(key)
-        rec = ApiKey(digest[:12], name or f"{role}-{digest[:6]}", role, _now(), None)
-        self._run("INSERT INTO api_keys VALUES (?,?,?,?,?,?)",
-                  (rec.id, rec.name, rec.role, digest, rec.created_at, None))
+        rec = ApiKey(digest[:12], name or f"{role}-{digest[:6]}", role, _now(), None, listed)
+        self._run("INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at, sources) "
+                  "VALUES (?,?,?,?,?,?,?)",
+                  (rec.id, rec.name, rec.role, digest, rec.created_at, None,
+                   json.dumps(list(listed))))
         return key, rec
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The live key record for a presented key, or None."""
-        rows = self._run("SELECT id, name, role, created_at, revoked_at FROM api_keys "
+        rows = self._run("SELECT id, name, role, created_at, revoked_at, sources FROM api_keys "
                          "WHERE hash = ? AND revoked_at IS NULL", (hash_key(key),))
-        return ApiKey(*rows[0]) if rows else None
+        return ApiKey.from_row(rows[0]) if rows else None
 
     def list_keys(self) -> list[ApiKey]:
         """Every key, revoked ones too."""
-        rows = self._run("SELECT id, name, role, created_at, revoked_at FROM api_keys "
+        rows = self._run("SELECT id, name, role, created_at, revoked_at, sources FROM api_keys "
                          "ORDER BY created_at, id")
-        return [ApiKey(*r) for r in rows]
+        return [ApiKey.from_row(r) for r in rows]
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke by id (or name); False if no live key matched."""
@@ -323,6 +356,10 @@ class AdminStore(SQLAdminStore):
                                        timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(api_keys)")}
+            if "sources" not in columns:  # an admin.db made before keys had sources
+                self._db.execute("ALTER TABLE api_keys "
+                                 "ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'")
         except sqlite3.Error as exc:
             raise OperationalError(f"{self.path}: {exc}") from exc
 

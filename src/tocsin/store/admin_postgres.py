@@ -35,6 +35,8 @@ CREATE TABLE sirens (
     lon DOUBLE PRECISION NOT NULL, region TEXT NOT NULL, updated_at TEXT NOT NULL
 );
 """,
+    # keys name the event sources they may use (besides their own name)
+    "ALTER TABLE api_keys ADD COLUMN sources TEXT NOT NULL DEFAULT '[]';",
 )
 
 

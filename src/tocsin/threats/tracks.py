@@ -50,6 +50,8 @@ class Track:
     expire_at: int = 0
     reckon_at: int = 0
     escalate_at: int = 0
+    # the sources that reported it: only they (or a fusion key) may fix it, only they end it
+    sources: set[str] = field(default_factory=set)
 
     @property
     def profile(self) -> str:

@@ -134,7 +134,8 @@ function build() {
   const base = {
     id: `console-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
     time: new Date(now()).toISOString(),
-    source: "dashboard",
+    // a key sends as its own name (or a source listed with it): the server refuses others
+    source: who ? who.name : "dashboard",
     regions: [...selected],
     operator: $("op-name").value.trim(),
   };
