@@ -131,11 +131,13 @@ async def test_alerts_sound_sirens_and_silence_is_a_logged_fault(
         will = aiomqtt.Will(topic(quiet, "status"), json.dumps({"status": "offline"}), 1, True)
         async with parse_broker_url(broker).client(f"quiet-{tag}", will=will) as siren, \
                 start(mqtt_url=broker, siren_ack_s=1.0) as api:
-            gateway = api.app.state.sirens_output
+            output = api.app.state.sirens_output  # a leader-only output: this node leads
             await siren.subscribe(topic(quiet, "cmd"), qos=1)
             await siren.publish(topic(quiet, "status"), json.dumps({"status": "ok"}), qos=1,
                                 retain=True)
-            await wait_until(lambda: gateway.connected.is_set(), what="the gateway connects")
+            await wait_until(lambda: output.current is not None
+                             and output.current.connected.is_set(), what="the gateway connects")
+            gateway = output.current
             # the answering sirens acknowledge the state sent on connecting; the quiet one is
             # reported faulty once its second is up
             await wait_until(lambda: all(gateway.sirens[s].status == "ok" for s in good),
