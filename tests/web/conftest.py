@@ -85,8 +85,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[S
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Server]:
-    """A server started with `--demo`: the bundled scenario plays, marked as an exercise."""
-    srv = Server(tmp_path_factory.mktemp("demo") / "data", extra=["--demo"])
+    """A server playing the small bundled night (`--demo night-wave`, which opens with a
+    standing threat level), marked as an exercise (the record-day default: test_demo.py)."""
+    srv = Server(tmp_path_factory.mktemp("demo") / "data", extra=["--demo", "night-wave"])
     yield srv
     srv.stop()
 
