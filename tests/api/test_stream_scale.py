@@ -94,9 +94,15 @@ def metric(base: str, name: str) -> float:
 
 
 def wave(base: str, key: str, n: int, drones: int = 12) -> int:
-    """POST drones that each warn tens of hromadas; the last seq the batch logged."""
+    """POST drones that each warn tens of hromadas; the last seq the batch logged.
+
+    Each round flies over another part of the country: transitions are material-only, so a
+    wave over hromadas already alerting would be no news and send nothing to the streams.
+    """
     stamp = format_time(datetime.now(UTC) - timedelta(milliseconds=200))
     lat, lon = NEAR_KHARKIV
+    if n:
+        lat, lon = 46.6 + (n % 5) * 1.1, 23.8 + (n // 5) * 3.6
     body = [{"id": f"wave-{n}-{d}-{time.monotonic_ns()}", "type": "detection", "time": stamp,
              "source": "scale-test", "track": f"S{n}-{d}", "object": "drone",
              "weapon": "shahed-136", "position": {"lat": lat - d * 0.3, "lon": lon - d * 0.5},
