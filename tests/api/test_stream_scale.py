@@ -134,6 +134,7 @@ def test_non_reading_and_stalled_clients_cost_bounded_memory(
     out = tmp_path / "serve.log"
     env = {"TOCSIN_STREAM_WRITE_TIMEOUT_S": "2", "TOCSIN_STREAM_BUFFER_BYTES": "262144",
            "TOCSIN_STREAM_MAX_PER_CLIENT": "100"}
+    env["TOCSIN_CONFIG_DIR"] = str(data.parent / "config")  # one key for the module's log
     proc = servers.start_serve(["--data-dir", str(data), "--port", str(port)], out, env=env)
     sockets: list[socket.socket] = []
     try:
@@ -199,7 +200,9 @@ def test_a_stream_resumed_from_any_point_of_a_big_log_has_no_gap(
     port = servers.free_port()
     base = f"http://127.0.0.1:{port}"
     out = tmp_path / "serve.log"
-    proc = servers.start_serve(["--data-dir", str(data), "--port", str(port)], out)
+    # the same log as the test before: the same signing key (kept beside the module's log)
+    proc = servers.start_serve(["--data-dir", str(data), "--port", str(port)], out,
+                               env={"TOCSIN_CONFIG_DIR": str(data.parent / "config")})
     try:
         servers.wait_ready(proc, base, lambda: out.read_text(errors="replace"), timeout=600)
         log = SQLiteLog(data / "tocsin.db")
