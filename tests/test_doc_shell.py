@@ -39,6 +39,13 @@ NOT_RUN = {
     "tests/standards/test_sirens.py runs the simulator",
     ("docs/transparency.md", "tocsin verify --url https://alerts.example.org"): "a synopsis",
     ("docs/transparency.md", "tocsin verify --data-dir /var/lib/tocsin"): "a synopsis",
+    ("docs/transparency.md", "tocsin witness --url https://alerts.example.org"):
+    "a synopsis: tests/record/test_witness.py runs the witness against a real server",
+    ("docs/performance.md", "python bench/fanout.py"): "a benchmark",
+    ("docs/audit-counterfactual.md", "export TOCSIN_ATTACKS="):
+    "a multi-minute audit: tests/audit/test_counterfactual.py runs it on small samples",
+    ("docs/scenarios.md", "export TOCSIN_ATTACKS=path/to"):
+    "a placeholder path: tests/scenarios/test_record.py runs the generator",
 }
 RUN_ORDER = [
     ("README.md", "KEY=$(tocsin keys create --role sensor --name radar-1)"),
