@@ -19,7 +19,7 @@ from typing import Any
 
 from tocsin.engine.core import Engine
 from tocsin.errors import FieldError, IntegrityError, ReplayMismatch, ValidationError
-from tocsin.model import Event, Tick, Transition, dumps, format_time, parse_event
+from tocsin.model import Event, Tick, Transition, dumps, format_time, logged_event, parse_event
 from tocsin.store.base import EventLog, LogEntry
 from tocsin.store.leaves import check_canonical
 from tocsin.store.merkle import MerkleLog
@@ -110,7 +110,7 @@ def replay_into(
         if entry.kind == "event":
             if pending:
                 raise ReplayMismatch(pending[0].seq, None, pending[0].to_json())
-            event = parse_event(entry.obj())
+            event = logged_event(entry.obj())
             pending = list(reversed(engine.apply(event, entry.seq).transitions))
         else:
             got = pending.pop() if pending else None

@@ -38,6 +38,7 @@ __all__ = [
     "Transition",
     "dumps",
     "format_time",
+    "logged_event",
     "parse_event",
     "parse_time",
 ]
@@ -490,3 +491,36 @@ def parse_event(
     if f.errors or event is None:
         raise ValidationError(f.errors or [FieldError("type", "required")])
     return event
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def logged_event(obj: Mapping[str, Any]) -> Event:
+    """An event read back from the log, which `parse_event` accepted when it was logged.
+
+    Detections and ticks, most of any log, are built without checking each field again; every
+    value is converted as `parse_event` converts it, so the event is equal to what it gave. Other
+    types, and anything that does not fit (a log edited by hand), take `parse_event`'s path and
+    its errors.
+    """
+    etype = obj.get("type")
+    try:
+        if etype == "detection":
+            pos = obj["position"]
+            heading = _num(obj.get("heading_deg"))
+            return Detection(
+                id=obj["id"], source=obj["source"], time=parse_time(obj["time"]), raw=obj,
+                track=obj["track"], object=obj["object"],
+                position=Position(float(pos["lat"]), float(pos["lon"]), _num(pos.get("alt_m"))),
+                weapon=obj.get("weapon"), heading_deg=0.0 if heading == 360.0 else heading,
+                speed_kmh=_num(obj.get("speed_kmh")), confidence=_num(obj.get("confidence")),
+                phase=obj.get("phase"), affiliation=obj.get("affiliation"),
+            )
+        if etype == "tick" and obj.get("clock", "server") == "server":
+            return Tick(id=obj["id"], source=obj["source"], time=parse_time(obj["time"]),
+                        raw=obj, server=obj.get("clock") == "server")
+    except (KeyError, TypeError, ValueError):
+        pass
+    return parse_event(obj)

@@ -38,7 +38,16 @@ from tocsin.model import (
     format_time,
 )
 from tocsin.threats.catalog import PROFILES, Catalog, load_catalog
-from tocsin.threats.tracks import GEOD, Track
+from tocsin.threats.tracks import GEOD
+from tocsin.threats.tracks import Track as _Track
+
+
+@dataclass(slots=True)
+class Track(_Track):
+    """The production track, with the per-region coverage and timer this engine keeps."""
+
+    coverage: dict[str, float] = field(default_factory=dict)
+    escalate_at: int = 0
 
 __all__ = ["ReferenceEngine"]
 

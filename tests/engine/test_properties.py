@@ -27,6 +27,8 @@ from tocsin.model import (
     TRACK_END_REASONS,
     Transition,
     format_time,
+    logged_event,
+    parse_event,
 )
 from tocsin.store import MemoryLog
 from tocsin.threats import load_catalog
@@ -312,3 +314,27 @@ def test_alerts_at_every_instant_match_the_reference_engine(
         ledger.tick(when)
         reference.tick(when)
         assert _under_alert(ledger.engine) == _under_alert(reference.engine), when
+
+
+@given(streams(), st.sampled_from((None, 0, 360, 360.0, 12)), st.sampled_from((None, "server")))
+def test_events_read_back_from_the_log_equal_the_parsed_ones(
+    raws: list[dict[str, Any]], heading: float | None, clock: str | None
+) -> None:
+    for raw in raws:
+        if raw["type"] == "detection" and heading is not None:
+            raw = {**raw, "heading_deg": heading, "speed_kmh": 40, "confidence": 1,
+                   "position": {**raw["position"], "alt_m": 100}}
+        if raw["type"] == "tick" and clock is not None:
+            raw = {**raw, "clock": clock}
+        assert logged_event(raw) == parse_event(raw)
+
+
+@pytest.mark.parametrize("raw", [
+    {"type": "detection", "id": "x", "source": "s", "time": "2026-12-01T00:00:00Z"},
+    {"type": "tick", "id": "x", "source": "s", "time": "2026-12-01T00:00:00Z", "clock": "wall"},
+    {"type": "detection", "id": "x", "source": "s", "time": "yesterday", "track": "t",
+     "object": "drone", "position": {"lat": 50, "lon": 30}},
+])
+def test_a_log_edited_by_hand_gets_the_parsers_errors(raw: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        logged_event(raw)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import tocsin.geo
 from tocsin.geo import coverage, footprint, geojson, index, model, planar, regions
 
-SUBMODULES = {"coverage", "footprint", "geojson", "index", "model", "planar", "regions"}
+SUBMODULES = {"coverage", "footprint", "geojson", "index", "model", "planar", "regions",
+              "segments"}
 
 
 def test_package_all_is_sorted_complete_and_importable() -> None:

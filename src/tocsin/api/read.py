@@ -150,9 +150,9 @@ def _tracks(engine: Engine) -> dict[str, Any]:
                 "position": {"lat": lat, "lon": lon}, "heading_deg": tr.heading_deg,
                 "speed_kmh": round(tr.speed_mps * 3.6, 1),
                 "last_news": format_time(from_us(tr.last_news)),
-                "regions": len(tr.coverage),
-                "eta_s": round(max(0.0, min(tr.coverage.values(), default=0.0)
-                                   - (now - tr.t_cov) / 1e6), 1) if tr.coverage else None,
+                "regions": int(tr.cov_pos.size),
+                "eta_s": round(max(0.0, float(tr.cov_eta.min()) - (now - tr.t_cov) / 1e6), 1)
+                if tr.cov_eta.size else None,
             },
         })
     return {"type": "FeatureCollection", "features": features}

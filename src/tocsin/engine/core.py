@@ -2,10 +2,12 @@
 
 Theory of operation. Each live track holds a *coverage*: the leaf regions its footprint touches,
 each with the ETA computed when the footprint was drawn (`t_cov`). An ETA then counts down by
-itself, so urgency rises without new detections. Per leaf, a `Cover` keeps the covering tracks
-ordered by arrival, so a region is re-decided only when a change moves what decides it (its
-earliest arrival or alert point), at O(log n) in the tracks covering it; each region keeps one
-timer, at the next moment its severity rises. Whether a region is under alert is decided by
+itself, so urgency rises without new detections. A `Field` holds every track's ETAs over all
+leaves as one array and, per leaf, what decides it (its earliest arrival and alert point), so a
+footprint is applied in one numpy step and a region is re-decided only when a change moves what
+decides it; most of those re-decisions are one more numpy step too, and only regions whose alert
+starts, ends, changes severity or leaves its hold run Python. Each region keeps one timer, at
+the next moment its severity rises. Whether a region is under alert is decided by
 `states.step` from what covers it now: tracks (unless an operator cleared them for that region)
 and operators. Transitions are *material*: an alert starts, changes severity or ends; the causes
 and ETA are kept current in the state and ride on the next transition.
@@ -25,8 +27,9 @@ from functools import singledispatchmethod
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from tocsin.engine.cover import Cover, put_many
+from tocsin.engine.field import NO_DUE, Field
 from tocsin.engine.policy import Policy
 from tocsin.engine.states import SEVERITY_RANK, AlertPhase, Trigger, step
 from tocsin.errors import EventRejected, FieldError
@@ -47,6 +50,12 @@ from tocsin.model import (
 )
 from tocsin.threats.catalog import PROFILES, Catalog, load_catalog
 from tocsin.threats.tracks import GEOD, Track
+
+_NO_POS: NDArray[np.intp] = np.empty(0, dtype=np.intp)
+_NO_ETA: NDArray[np.float64] = np.empty(0)
+# Below this many regions to re-decide, one `_evaluate` each costs less than the array step's
+# fixed overhead (region sets of oblasts, a drone's narrow cone).
+_FEW = 6
 
 __all__ = ["Alert", "Engine", "Step", "from_us", "to_us"]
 
@@ -106,6 +115,8 @@ class Engine:
             leaf: float(regions.get(leaf).shelter_s or self.policy.shelter_s)
             for leaf in regions.leaves
         }
+        self._leaf_pos = {leaf: i for i, leaf in enumerate(regions.leaves)}
+        self._shelter_arr = np.array([self._shelter[leaf] for leaf in regions.leaves])
         # per-profile `alert_s`, looked up for every covering track of every re-decided region
         self._alert_s = {p: self.policy.horizon(p).alert_s for p in PROFILES}
         self._stamp: tuple[int, datetime] = (0, EPOCH)  # the last transition time made
@@ -119,13 +130,12 @@ class Engine:
         self.alerts: dict[tuple[str, str], Alert] = {}
         self.levels: dict[str, int] = {}
         self.sirens: dict[str, str] = {}  # siren id -> last status other than ok
-        self._cover: dict[str, Cover] = {}  # leaf -> its covering tracks not cleared there
+        self._field = Field(len(regions.leaves))  # what covers each leaf for air raids
         self._operators: dict[tuple[str, str], set[str]] = {}
         self._suppressed: dict[tuple[str, str], set[str]] = {}
+        self._cleared: dict[str, set[int]] = {}  # track -> leaf positions cleared for it
         self._timers: list[tuple[int, int, str, Any]] = []
         self._timer_n = 0
-        # one escalation timer per leaf (due, leaf): the next moment its severity rises
-        self._escalations: list[tuple[int, str]] = []
         self._serial = 0
         self._serials: dict[str, int] = {}
         # scratch of the event being applied
@@ -198,10 +208,10 @@ class Engine:
         """When the earliest pending timer fires, or None when nothing is pending."""
         while self._timers and not self._live(self._timers[0]):
             heapq.heappop(self._timers)
-        escalations = self._escalations
-        while escalations and not self._escalation_live(*escalations[0]):
-            heapq.heappop(escalations)
-        due = [heap[0][0] for heap in (self._timers, escalations) if heap]
+        due = [self._timers[0][0]] if self._timers else []
+        escalation = self._field.next_escalation()
+        if escalation is not None:
+            due.append(escalation[0])
         return from_us(min(due)) if due else None
 
     def active_alerts(self) -> list[dict[str, Any]]:
@@ -224,10 +234,10 @@ class Engine:
 
     def covering(self, region: str, alert_type: str = AIR_RAID) -> tuple[str, ...]:
         """Sorted ids of the live tracks that cover a leaf now and no operator cleared there."""
-        if alert_type != AIR_RAID:
+        pos = self._leaf_pos.get(region)
+        if alert_type != AIR_RAID or pos is None:
             return ()
-        cover = self._cover.get(region)
-        return tuple(sorted(cover.keys)) if cover else ()
+        return tuple(self._field.covering(pos))
 
     def _causes_now(self, region: str, atype: str, alert: Alert) -> tuple[str, ...]:
         """What covers an alert now (its last causes while it holds)."""
@@ -236,20 +246,18 @@ class Engine:
         return self._causes(region, atype)
 
     def _causes(self, leaf: str, atype: str) -> tuple[str, ...]:
-        cover = self._cover.get(leaf) if atype == AIR_RAID else None
-        tracks = tuple(sorted(cover.keys)) if cover else ()
+        tracks = self.covering(leaf, atype)
         operators = self._operators.get((leaf, atype))
         if not operators:
             return tracks
         return tracks + tuple(sorted(f"operator:{o}" for o in operators))
 
     def _eta_now(self, region: str, atype: str) -> float | None:
-        cover = self._cover.get(region) if atype == AIR_RAID else None
-        first = cover.first() if cover else None
-        if first is None:
+        pos = self._leaf_pos.get(region)
+        if atype != AIR_RAID or pos is None or not self._field.covered(pos):
             return None
-        tr = self.tracks[first[0]]
-        return round(max(0.0, tr.coverage[region] - (self._now - tr.t_cov) / 1e6), 1)
+        slot = int(self._field.arg_a[pos])
+        return round(max(0.0, self._field.eta_of(pos, slot, self._now)), 1)
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -285,6 +293,7 @@ class Engine:
                 phase=event.phase, last_news=t_obs,
             )
             self.tracks[tr.id] = tr
+            tr.slot = self._field.alloc(tr.id)
             tr.sources.add(event.source)
             self._serial += 1
             self._serials[tr.id] = self._serial
@@ -338,28 +347,39 @@ class Engine:
     @_on.register
     def _(self, event: OperatorAlert) -> None:
         who = f"operator:{event.operator}"
+        air = event.alert_type == AIR_RAID
+        field_ = self._field
         for leaf in self._leaves(event.regions):
             key = (leaf, event.alert_type)
+            pos = self._leaf_pos[leaf]
             if event.action == "raise":
                 self._operators.setdefault(key, set()).add(event.operator)
+                if air:
+                    field_.op[pos] = True
                 for tid in sorted(self._suppressed.pop(key, ())):
                     # tracks cleared here alert here again
+                    self._uncleared(tid, pos)
                     tr = self.tracks[tid]
-                    if leaf in tr.coverage:
-                        self._put(leaf, tr, tr.coverage[leaf])
+                    i = int(np.searchsorted(tr.cov_pos, pos))
+                    if i < tr.cov_pos.size and tr.cov_pos[i] == pos:
+                        field_.put(pos, tr.slot, float(tr.cov_eta[i]))
                 self._evaluate(leaf, event.alert_type)
                 continue
             self._operators.pop(key, None)
-            if event.alert_type == AIR_RAID:
+            if air:
+                field_.op[pos] = False
                 # what covers it now is set aside here (tracks already set aside stay so)
-                cover = self._cover.pop(leaf, None)
-                covering = cover.clear() if cover is not None else ()
+                covering = field_.clear(pos)
                 self._suppressed.setdefault(key, set()).update(covering)
+                for tid in covering:
+                    self._cleared.setdefault(tid, set()).add(pos)
             alert = self.alerts.get(key)
             if alert is not None:
                 _, kind = step(alert.phase, Trigger.CLEAR, changed=True)
                 if kind:
                     del self.alerts[key]
+                    if air:
+                        self._sync(leaf)
                     self._emit(kind, leaf, event.alert_type, alert.severity, (who,), None)
 
     @_on.register
@@ -426,45 +446,22 @@ class Engine:
             return
         horizon = self.policy.horizon(tr.profile)
         fp, minus = tr.footprint(now, horizon.pre_alert_s)
-        leaves, dist = self.regions.hit_arrays(fp)
-        # One array step for all leaves; the same IEEE operations as `max(0.0, d / v - minus)`
-        # and `t + eta`, so every ETA and arrival is what a per-leaf loop would give.
+        pos, dist = self.regions.hit_positions(fp)
+        # One array step for all leaves; the same IEEE operations as `max(0.0, d / v - minus)`,
+        # so every ETA is what a per-leaf loop would give.
         eta = dist / tr.speed_mps - minus
         eta = np.where(eta > 0.0, eta, 0.0)
-        arrival = now / 1e6 + eta
-        new = dict(zip(leaves, eta.tolist(), strict=True))
-        old = tr.coverage
-        tr.coverage, tr.t_cov, tr.fp_length_m = new, now, fp.length_m
+        old = tr.cov_pos
+        tr.cov_pos, tr.cov_eta, tr.t_cov, tr.fp_length_m = pos, eta, now, fp.length_m
         tr.anchor = (tr.lat, tr.lon, tr.heading_deg, tr.speed_mps)
-        tid = tr.id
-        covers, suppressed = self._cover, self._suppressed
+        cleared = self._cleared.get(tr.id)
+        if cleared:
+            keep = ~np.isin(pos, np.fromiter(cleared, dtype=np.intp, count=len(cleared)))
+            pos, eta = pos[keep], eta[keep]
         # Only regions where this track moves what decides them (their earliest arrival or
         # alert point) are re-decided; elsewhere nothing a person acts on can change.
-        decide: list[str] = []
-        for leaf in old.keys() - new.keys():
-            cover = covers.get(leaf)
-            if cover is not None and cover.drop(tid):
-                decide.append(leaf)
-        alert_s = self._alert_s[tr.profile]
-        arrivals, alert_points = arrival.tolist(), (arrival - alert_s).tolist()
-        if suppressed:
-            kept = [i for i, leaf in enumerate(leaves)
-                    if tid not in suppressed.get((leaf, AIR_RAID), ())]
-            leaves = [leaves[i] for i in kept]
-            arrivals = [arrivals[i] for i in kept]
-            alert_points = [alert_points[i] for i in kept]
-        decide.extend(put_many(covers, tid, leaves, arrivals, alert_points))
-        decide.sort()
-        for leaf in decide:
-            self._evaluate(leaf, AIR_RAID, gone=tid)
-
-    def _put(self, leaf: str, tr: Track, eta: float) -> bool:
-        """Add (or move) a track's contribution to a leaf; whether to re-decide the leaf."""
-        cover = self._cover.get(leaf)
-        if cover is None:
-            cover = self._cover[leaf] = Cover()
-        arrival = tr.t_cov / 1e6 + eta
-        return cover.put(tr.id, arrival, arrival - self._alert_s[tr.profile])
+        moved = self._field.redraw(tr.slot, old, pos, eta, now, self._alert_s[tr.profile])
+        self._decide_many(moved, gone=tr.id)
 
     def _schedule_track(self, tr: Track) -> None:
         key = (tr.id, self._serials[tr.id])
@@ -477,13 +474,13 @@ class Engine:
     def _end_track(self, tr: Track) -> None:
         del self.tracks[tr.id]
         del self._serials[tr.id]
-        old, tr.coverage = tr.coverage, {}
-        covers = self._cover
-        decide = [leaf for leaf in old if (cover := covers.get(leaf)) is not None
-                  and cover.drop(tr.id)]
-        decide.sort()
-        for leaf in decide:
-            self._evaluate(leaf, AIR_RAID, gone=tr.id)
+        old, tr.cov_pos, tr.cov_eta = tr.cov_pos, _NO_POS, _NO_ETA
+        field_ = self._field
+        moved = field_.redraw(tr.slot, old, _NO_POS, _NO_ETA, tr.t_cov, field_.off[tr.slot])
+        field_.release(tr.slot)
+        self._decide_many(moved, gone=tr.id)
+        if self._cleared.pop(tr.id, None) is None:
+            return
         for key, tracks in list(self._suppressed.items()):
             if tr.id in tracks:
                 tracks.discard(tr.id)
@@ -498,52 +495,106 @@ class Engine:
             seen.update(self.regions.leaves_under(rid))
         return sorted(seen)
 
+    def _decide_many(self, leaves: NDArray[np.intp], gone: str) -> None:
+        """`_evaluate` the sorted leaf positions for `air_raid`, as one array step where it can.
+
+        Where the region stays under the same severity (most of a salvo's regions, each new
+        missile moving their ETA) only its timer moves; the rest, in order, go to `_evaluate`.
+        """
+        if leaves.size <= _FEW:
+            ids = self.regions.leaves
+            for p in leaves.tolist():
+                self._evaluate(ids[p], AIR_RAID, gone)
+            return
+        field_ = self._field
+        now = self._now
+        covered = field_.min_a[leaves] != np.inf
+        pos = leaves[covered]
+        quiet = np.zeros(leaves.size, dtype=np.bool_)
+        if pos.size:
+            sa, sb = field_.arg_a[pos], field_.arg_b[pos]
+            # the same IEEE steps as `_evaluate`, so the same decisions and timers
+            e = field_.eta[pos, sa] - (now - field_.t_us[sa]) / 1e6
+            eb = field_.eta[pos, sb] - (now - field_.t_us[sb]) / 1e6
+            shelter, alert_s = self._shelter_arr[pos], field_.off[sb]
+            margin = self.policy.downgrade_margin_s
+            rank = np.where(e <= shelter, 2, np.where(eb <= alert_s, 1, 0))
+            lenient = np.where(e - margin <= shelter, 2, np.where(eb - margin <= alert_s, 1, 0))
+            due = np.where(rank < 2, now + np.ceil((e - shelter) * 1e6).astype(np.int64) + 1,
+                           NO_DUE)
+            due = np.where(rank < 1, np.minimum(
+                due, now + np.ceil((eb - alert_s) * 1e6).astype(np.int64) + 1), due)
+            op = field_.op[pos]
+            rank = np.where(op, np.maximum(rank, 1), rank)
+            lenient = np.where(op, np.maximum(lenient, 1), lenient)
+            cur = field_.rank[pos]
+            final = np.where(cur > rank, np.maximum(rank, np.minimum(cur, lenient)), rank)
+            same = (final == cur) & ~field_.hold[pos]
+            field_.esc[pos[same]] = due[same]
+            quiet[np.flatnonzero(covered)[same]] = True
+        ids = self.regions.leaves
+        for p in leaves[~quiet].tolist():
+            self._evaluate(ids[p], AIR_RAID, gone)
+
+    def _sync(self, leaf: str) -> None:
+        """Mirror a leaf's air-raid alert into the field, for `_decide_many`."""
+        pos = self._leaf_pos[leaf]
+        alert = self.alerts.get((leaf, AIR_RAID))
+        self._field.rank[pos] = -1 if alert is None else SEVERITY_RANK[alert.severity]
+        self._field.hold[pos] = alert is not None and alert.phase is AlertPhase.HOLDING
+
+    def _uncleared(self, tid: str, pos: int) -> None:
+        cleared = self._cleared.get(tid)
+        if cleared is not None:
+            cleared.discard(pos)
+            if not cleared:
+                del self._cleared[tid]
+
     def _evaluate(self, leaf: str, atype: str, gone: str | None = None) -> None:
         """Re-decide one (region, alert type) from what covers it now.
 
         `gone` is the track whose leaving may have uncovered the region: the causes its alert
         last had, if it goes into hold.
         """
+        self._decide(leaf, atype, gone)
+        if atype == AIR_RAID:
+            self._sync(leaf)
+
+    def _decide(self, leaf: str, atype: str, gone: str | None) -> None:
         key = (leaf, atype)
         now = self._now
         rank = lenient = -1
         eta: float | None = None
-        due = 0
-        cover = self._cover.get(leaf) if atype == AIR_RAID else None
-        first = cover.first() if cover is not None else None
-        if first is not None:
-            # the earliest arrival decides the ETA and `imminent`, the earliest alert point
-            # whether it is `alert` (see `engine.cover`)
-            shelter = self._shelter[leaf]
-            margin = self.policy.downgrade_margin_s
-            tr = self.tracks[first[0]]
-            e = tr.coverage[leaf] - (now - tr.t_cov) / 1e6
-            tr = self.tracks[first[1]]
-            alert_s = self._alert_s[tr.profile]
-            eb = tr.coverage[leaf] - (now - tr.t_cov) / 1e6
-            rank = 2 if e <= shelter else 1 if eb <= alert_s else 0
-            lenient = 2 if e - margin <= shelter else 1 if eb - margin <= alert_s else 0
-            eta = 0.0 if e < 0 else e
-            # one microsecond past the next crossing, so the ETA is at or below it then
-            if rank < 2:
-                due = now + math.ceil((e - shelter) * 1e6) + 1
-            if rank < 1:
-                due = min(due, now + math.ceil((eb - alert_s) * 1e6) + 1)
-        elif cover is not None:
-            del self._cover[leaf]
-            cover = None
-        if cover is not None and due != cover.escalate_at:
-            cover.escalate_at = due
-            if due:
-                heapq.heappush(self._escalations, (due, leaf))
-                if len(self._escalations) > 2 * len(self._cover) + 1024:
-                    self._compact_escalations()
+        covered = False
+        if atype == AIR_RAID:
+            field_ = self._field
+            pos = self._leaf_pos[leaf]
+            covered = field_.covered(pos)
+            due = 0
+            if covered:
+                # the earliest arrival decides the ETA and `imminent`, the earliest alert point
+                # whether it is `alert` (see `engine.field`)
+                shelter = self._shelter[leaf]
+                margin = self.policy.downgrade_margin_s
+                e = field_.eta_of(pos, int(field_.arg_a[pos]), now)
+                sb = int(field_.arg_b[pos])
+                alert_s = float(field_.off[sb])
+                eb = field_.eta_of(pos, sb, now)
+                rank = 2 if e <= shelter else 1 if eb <= alert_s else 0
+                lenient = 2 if e - margin <= shelter else 1 if eb - margin <= alert_s else 0
+                eta = 0.0 if e < 0 else e
+                # one microsecond past the next crossing, so the ETA is at or below it then
+                if rank < 2:
+                    due = now + math.ceil((e - shelter) * 1e6) + 1
+                if rank < 1:
+                    due = min(due, now + math.ceil((eb - alert_s) * 1e6) + 1)
+            field_.esc[pos] = due or NO_DUE
         operators = self._operators.get(key)
         if operators:
             rank = lenient = max(rank, SEVERITY_RANK["alert"])
         alert = self.alerts.get(key)
         phase = alert.phase if alert is not None else AlertPhase.IDLE
-        if first is None and not operators:
+        if not covered and not operators:
             nxt, _ = step(phase, Trigger.UNCOVERED, changed=False)
             if alert is not None and nxt is AlertPhase.HOLDING and alert.hold_until is None:
                 alert.phase = nxt
@@ -592,28 +643,24 @@ class Engine:
             return tr.expire_at == due
         return tr.reckon_at == due
 
-    def _escalation_live(self, due: int, leaf: str) -> bool:
-        cover = self._cover.get(leaf)
-        return cover is not None and cover.escalate_at == due
-
-    def _compact_escalations(self) -> None:
-        self._escalations = [e for e in self._escalations if self._escalation_live(*e)]
-        heapq.heapify(self._escalations)
-
     def _run_timers(self, until: int) -> None:
+        field_ = self._field
         while True:
-            timers, escalations = self._timers, self._escalations
+            timers = self._timers
+            escalation = field_.next_escalation()
             # at the same microsecond, track and hold timers go before escalations
             if timers and timers[0][0] <= until and (
-                not escalations or timers[0][0] <= escalations[0][0]
+                escalation is None or timers[0][0] <= escalation[0]
             ):
                 timer = heapq.heappop(timers)
-            elif escalations and escalations[0][0] <= until:
-                due, leaf = heapq.heappop(escalations)
-                if self._escalation_live(due, leaf):
-                    if self.clock_us is None or due > self.clock_us:
-                        self.clock_us = due
-                    self._evaluate(leaf, AIR_RAID)
+            elif escalation is not None and escalation[0] <= until:
+                due, pos = escalation
+                if self.clock_us is None or due > self.clock_us:
+                    self.clock_us = due
+                self._evaluate(self.regions.leaves[pos], AIR_RAID)
+                if field_.esc[pos] <= due:
+                    # a crossing is always ahead of the one that fired; never fire it twice
+                    field_.esc[pos] = NO_DUE
                 continue
             else:
                 return
@@ -640,6 +687,8 @@ class Engine:
         _, kind = step(alert.phase, Trigger.HOLD_EXPIRED, changed=True)
         if kind:
             del self.alerts[key]
+            if key[1] == AIR_RAID:
+                self._sync(key[0])
             self._emit(kind, key[0], key[1], alert.severity, alert.causes, None)
 
     # --- output --------------------------------------------------------------------------------

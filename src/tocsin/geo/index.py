@@ -41,6 +41,7 @@ from shapely.geometry.base import BaseGeometry
 from tocsin.geo.footprint import outline
 from tocsin.geo.model import Footprint
 from tocsin.geo.planar import GEOD, SIMPSON_MAX_M, PlanarFrame
+from tocsin.geo.segments import MIN_LEAVES, Segments
 
 __all__ = ["LeafIndex"]
 
@@ -87,6 +88,7 @@ class LeafIndex:
         "_planar",
         "_rx",
         "_ry",
+        "_segments",
         "_tree",
         "frame",
     )
@@ -131,6 +133,7 @@ class LeafIndex:
         inner = shapely.get_coordinates(shapely.point_on_surface(self._planar))
         self._rx, self._ry = inner[:, 0].copy(), inner[:, 1].copy()
         self._hull_lon, self._hull_lat = self._hull(coords)
+        self._segments = Segments(self._planar)
 
     def _hull(self, coords: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Lon/lat vertices of the planar convex hull of all leaves."""
@@ -160,14 +163,23 @@ class LeafIndex:
 
     def hit_arrays(self, fp: Footprint) -> tuple[list[str], FloatArray]:
         """`hits()` as the ids in order and their distances as one array."""
+        found, dist = self.hit_indices(fp)
+        return self._id_array[found].tolist(), dist
+
+    def hit_indices(self, fp: Footprint) -> tuple[IndexArray, FloatArray]:
+        """`hits()` as sorted positions in `ids` (so in id order) and their distances."""
         if not self._ids:
-            return [], np.empty(0)
+            return np.empty(0, dtype=np.intp), np.empty(0)
         polygon, xy, exact = self._planar_footprint(fp)
         found = self._intersecting(polygon, xy, exact)
         if not found.size:
-            return [], np.empty(0)
-        dist = self._distances(fp, xy[0], found)
-        return self._id_array[found].tolist(), dist
+            return found, np.empty(0)
+        return found, self._distances(fp, xy[0], found)
+
+    @property
+    def ids(self) -> list[str]:
+        """The indexed leaf ids, sorted (leaves with an empty geometry are left out)."""
+        return self._ids
 
     def footprint_polygon(self, fp: Footprint) -> BaseGeometry:
         """The footprint `hits()` intersects, as a lon/lat geometry."""
@@ -227,7 +239,13 @@ class LeafIndex:
         point = shapely.points(origin)
         if self.frame.conic:
             # An origin inside a leaf gives exactly 0, which the scale factor keeps.
-            planar: FloatArray = shapely.distance(leaves, point)
+            planar: FloatArray
+            if found.size >= MIN_LEAVES:
+                inside = self._tree.query(point, predicate="intersects")
+                planar = self._segments.distances(float(origin[0]), float(origin[1]),
+                                                  inside)[found]
+            else:
+                planar = shapely.distance(leaves, point)
             if not planar.size or planar.max() <= SIMPSON_MAX_M:
                 factor = self.frame.scale_factors(origin, self._half[found], self._end[found])
                 dist = planar * factor

@@ -57,7 +57,8 @@ BUNDLED_REGION_SETS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 class RegionSet:
     """A named hierarchy of regions; alerts are decided at its leaves."""
 
-    __slots__ = ("_bounds", "_children", "_index", "_leaves_under", "leaves", "name", "regions")
+    __slots__ = ("_bounds", "_children", "_index", "_index_pos", "_leaves_under", "leaves", "name",
+                 "regions")
 
     def __init__(self, name: str, regions: Iterable[Region]) -> None:
         by_id: dict[str, Region] = {}
@@ -91,6 +92,9 @@ class RegionSet:
         # Leaves are visited in sorted order, so every list is already sorted.
         self._leaves_under = {rid: tuple(leaves) for rid, leaves in under.items()}
         self._index = LeafIndex(self.leaves, [by_id[rid].geometry for rid in self.leaves])
+        # the index leaves out empty geometries: its positions, as positions in `leaves`
+        pos = {leaf: i for i, leaf in enumerate(self.leaves)}
+        self._index_pos = np.array([pos[leaf] for leaf in self._index.ids], dtype=np.intp)
         geoms = np.array([r.geometry for r in by_id.values()], dtype=object)
         west, south, east, north = (float(v) for v in shapely.total_bounds(geoms))
         self._bounds = (west, south, east, north)
@@ -148,6 +152,11 @@ class RegionSet:
     def hit_arrays(self, fp: Footprint) -> tuple[list[str], NDArray[np.float64]]:
         """`hits()` as the leaf ids in order and their metres as one array."""
         return self._index.hit_arrays(fp)
+
+    def hit_positions(self, fp: Footprint) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """`hits()` as sorted positions in `leaves` and their metres as one array."""
+        found, dist = self._index.hit_indices(fp)
+        return self._index_pos[found], dist
 
     def footprint_polygon(self, fp: Footprint) -> BaseGeometry:
         """The footprint as the lon/lat polygon `hits()` intersects (a point for length 0)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+from numpy.typing import NDArray
 from pyproj import Geod
 
 from tocsin.geo import Footprint
@@ -16,6 +18,8 @@ from tocsin.threats.catalog import Resolved
 __all__ = ["GEOD", "Track", "advance"]
 
 GEOD = Geod(ellps="WGS84")
+_NO_POS: NDArray[np.intp] = np.empty(0, dtype=np.intp)
+_NO_ETA: NDArray[np.float64] = np.empty(0)
 
 
 def advance(lat: float, lon: float, heading_deg: float, dist_m: float) -> tuple[float, float]:
@@ -42,14 +46,16 @@ class Track:
     flown_m: float = 0.0
     phase: str | None = None
     last_news: int = 0
-    # the footprint in force: region -> ETA (s) as of t_cov
-    coverage: dict[str, float] = field(default_factory=dict)
+    # the footprint in force: positions in the region set's `leaves` (sorted), and the ETA (s)
+    # at each as of t_cov
+    cov_pos: NDArray[np.intp] = field(default_factory=lambda: _NO_POS)
+    cov_eta: NDArray[np.float64] = field(default_factory=lambda: _NO_ETA)
+    slot: int = -1  # the track's column in the engine's `Field`
     t_cov: int = 0
     fp_length_m: float = 0.0  # length of the footprint in force
     anchor: tuple[float, float, float | None, float] = (0.0, 0.0, None, 0.0)
     expire_at: int = 0
     reckon_at: int = 0
-    escalate_at: int = 0
     # the sources that reported it: only they (or a fusion key) may fix it, only they end it
     sources: set[str] = field(default_factory=set)
 

@@ -1,0 +1,48 @@
+"""The segment pass gives GEOS's own distances, float for float."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tocsin.geo import load_region_set
+from tocsin.geo.segments import Segments
+
+HROMADAS = load_region_set("ua-hromadas")
+INDEX = HROMADAS._index  # noqa: SLF001 - the projected leaves are what the pass measures
+PLANAR = INDEX._planar  # noqa: SLF001
+SEGMENTS = INDEX._segments  # noqa: SLF001
+X0, Y0, X1, Y1 = (float(v) for v in shapely.total_bounds(PLANAR))
+
+
+def _geos_and_ours(polygons: np.ndarray, segments: Segments, x: float, y: float) -> tuple[
+        np.ndarray, np.ndarray]:
+    point = shapely.points(x, y)
+    inside = np.flatnonzero(shapely.intersects(polygons, point))
+    return shapely.distance(polygons, point), segments.distances(x, y, inside)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_every_hromada_distance_is_geoss(fx: float, fy: float) -> None:
+    # from inside the country and from up to 300 km outside it
+    x = X0 - 3e5 + fx * (X1 - X0 + 6e5)
+    y = Y0 - 3e5 + fy * (Y1 - Y0 + 6e5)
+    geos, ours = _geos_and_ours(PLANAR, SEGMENTS, x, y)
+    assert np.array_equal(geos, ours)
+
+
+def test_holes_parts_and_repeated_vertices() -> None:
+    shell = [(0, 0), (10, 0), (10, 10), (10, 10), (0, 10), (0, 0)]  # a repeated vertex
+    hole = [(3, 3), (7, 3), (7, 7), (3, 7), (3, 3)]
+    polygons = np.array([
+        shapely.Polygon(shell, [hole]),
+        shapely.MultiPolygon([shapely.box(20, 0, 25, 5), shapely.box(30, 0, 35, 5)]),
+        shapely.box(-8, -8, -2, -2),
+    ], dtype=object)
+    segments = Segments(polygons)
+    for x, y in [(5, 5), (5, 1), (27.5, 2), (40, 40), (-5, -5), (10, 5), (3.2, 6.9)]:
+        geos, ours = _geos_and_ours(polygons, segments, float(x), float(y))
+        assert np.array_equal(geos, ours), (x, y, geos, ours)
