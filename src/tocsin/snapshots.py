@@ -43,7 +43,8 @@ SNAPSHOT_EVERY = 100_000  # log entries between snapshots
 KEEP = 2  # snapshot files kept per node
 
 # what an engine shares with the configuration it was made from, rather than owns
-ENGINE_SHARED = frozenset({"regions", "catalog", "policy", "_shelter", "_alert_s"})
+ENGINE_SHARED = frozenset({"regions", "catalog", "policy", "_shelter", "_alert_s", "_leaf_pos",
+                           "_shelter_arr"})
 
 log = logging.getLogger("tocsin")
 
