@@ -52,6 +52,10 @@ class Field:
         self.t_s: FloatArray = np.zeros(cap)  # t_cov / 1e6, as the arrivals use it
         self.off: FloatArray = np.zeros(cap)  # each slot's alert_s
         self.tid: list[str] = [""] * cap
+        # each slot's place in the order of the live track ids (ties go to the smaller id),
+        # made again when first needed after a track comes or goes
+        self._order: NDArray[np.intp] = np.zeros(cap, dtype=np.intp)
+        self._order_stale = False
         self.used = 0  # slots below this may be live; above it all are free
         self._free: list[int] = []
         self.min_a: FloatArray = np.full(leaves, _INF)
@@ -77,11 +81,13 @@ class Field:
                 self._grow()
             self.used += 1
         self.tid[slot] = tid
+        self._order_stale = True
         return slot
 
     def release(self, slot: int) -> None:
         """Free a slot whose track's column is already all `inf`."""
         self.tid[slot] = ""
+        self._order_stale = True
         heapq.heappush(self._free, slot)
         if slot == self.used - 1:
             # lower the high-water mark past the free slots at the top, so searches span
@@ -100,6 +106,8 @@ class Field:
         self.t_s = np.concatenate((self.t_s, np.zeros(cap - len(self.tid))))
         self.off = np.concatenate((self.off, np.zeros(cap - len(self.tid))))
         self.tid.extend([""] * (cap - len(self.tid)))
+        self._order = np.zeros(cap, dtype=np.intp)
+        self._order_stale = True
 
     # --- contributions -------------------------------------------------------------------------
 
@@ -141,9 +149,13 @@ class Field:
         alert = arrival - off
         better_a = arrival < self.min_a[new]
         better_b = alert < self.min_b[new]
-        tie = (arrival == self.min_a[new]) | (alert == self.min_b[new])
-        if tie.any():
-            self._break_ties(slot, new[tie], arrival[tie], alert[tie], better_a, better_b, tie)
+        tie_a = arrival == self.min_a[new]
+        tie_b = alert == self.min_b[new]
+        if tie_a.any() or tie_b.any():
+            order = self.order()
+            mine = order[slot]
+            better_a |= tie_a & (mine < order[self.arg_a[new]])
+            better_b |= tie_b & (mine < order[self.arg_b[new]])
         self.min_a[new] = np.where(better_a, arrival, self.min_a[new])
         self.arg_a[new] = np.where(better_a, slot, self.arg_a[new])
         self.min_b[new] = np.where(better_b, alert, self.min_b[new])
@@ -158,25 +170,14 @@ class Field:
         both.sort()
         return both
 
-    def _break_ties(
-        self,
-        slot: int,
-        leaves: IntArray,
-        arrival: FloatArray,
-        alert: FloatArray,
-        better_a: NDArray[np.bool_],
-        better_b: NDArray[np.bool_],
-        tie: NDArray[np.bool_],
-    ) -> None:
-        """An equal arrival or alert point wins only for the smaller track id."""
-        tid, ids = self.tid[slot], self.tid
-        where = np.flatnonzero(tie).tolist()
-        for i, leaf, a, b in zip(where, leaves.tolist(), arrival.tolist(), alert.tolist(),
-                                 strict=True):
-            if a == self.min_a[leaf] and tid < ids[int(self.arg_a[leaf])]:
-                better_a[i] = True
-            if b == self.min_b[leaf] and tid < ids[int(self.arg_b[leaf])]:
-                better_b[i] = True
+    def order(self) -> NDArray[np.intp]:
+        """Each slot's place among the live track ids, in sorted order."""
+        if self._order_stale:
+            used = self.used
+            by_id = sorted(range(used), key=self.tid.__getitem__)
+            self._order[np.array(by_id, dtype=np.intp)] = np.arange(used, dtype=np.intp)
+            self._order_stale = False
+        return self._order
 
     def _refind(self, leaves: IntArray) -> IntArray:
         """Search the minima of `leaves` again over the live slots; returns `leaves`."""
@@ -198,11 +199,13 @@ class Field:
         arg = rows.argmin(axis=1)
         low = rows[np.arange(rows.shape[0]), arg]
         empty = low == _INF
+        at_low = rows == low[:, None]
+        tied = (at_low.sum(axis=1) > 1) & ~empty
+        if tied.any():
+            order = self.order()[: rows.shape[1]]
+            ranks = np.where(at_low[tied], order, rows.shape[1])
+            arg[tied] = ranks.argmin(axis=1)
         arg[empty] = -1
-        ties = np.flatnonzero(((rows == low[:, None]).sum(axis=1) > 1) & ~empty)
-        for i in ties.tolist():
-            slots = np.flatnonzero(rows[i] == low[i]).tolist()
-            arg[i] = min(slots, key=self.tid.__getitem__)
         return low, arg
 
     def put(self, leaf: int, slot: int, eta: float) -> None:
