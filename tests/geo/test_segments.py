@@ -46,3 +46,19 @@ def test_holes_parts_and_repeated_vertices() -> None:
     for x, y in [(5, 5), (5, 1), (27.5, 2), (40, 40), (-5, -5), (10, 5), (3.2, 6.9)]:
         geos, ours = _geos_and_ours(polygons, segments, float(x), float(y))
         assert np.array_equal(geos, ours), (x, y, geos, ours)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-1.0, 1.0), st.floats(-1.0, 1.0), st.floats(1.0, 1.5))
+def test_a_disc_past_the_sets_reach_holds_every_leaf(fx: float, fy: float, more: float) -> None:
+    from tocsin.geo.model import Footprint
+
+    lat, lon = 48.5 + 5.0 * fy, 31.5 + 10.0 * fx
+    probe = Footprint(lat, lon, 1.0, None)
+    reach = INDEX._reach(probe)  # noqa: SLF001
+    fp = Footprint(lat, lon, reach * more, None)
+    found, dist = INDEX.hit_indices(fp)
+    polygon, xy, exact = INDEX._planar_footprint(fp)  # noqa: SLF001 - the general path
+    slow = INDEX._intersecting(polygon, xy, exact)  # noqa: SLF001
+    assert np.array_equal(found, slow)
+    assert np.array_equal(dist, INDEX._distances(fp, xy[0], slow))  # noqa: SLF001

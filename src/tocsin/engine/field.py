@@ -39,6 +39,8 @@ DueArray = NDArray[np.int64]
 
 NO_DUE = int(np.iinfo(np.int64).max)  # a leaf with no severity crossing ahead
 _INF = float("inf")
+# Up to this many slots a row is read in Python: cheaper than numpy's fixed cost per call.
+_SCAN = 64
 
 
 class Field:
@@ -232,7 +234,10 @@ class Field:
     def covering(self, leaf: int) -> list[str]:
         """The sorted ids of the tracks covering one leaf."""
         row = self.eta[leaf, : self.used]
-        return sorted(self.tid[s] for s in np.flatnonzero(row != _INF).tolist())
+        tid = self.tid
+        if self.used <= _SCAN:
+            return sorted([tid[s] for s, v in enumerate(row.tolist()) if v != _INF])
+        return sorted([tid[s] for s in np.flatnonzero(row != _INF).tolist()])
 
     def eta_of(self, leaf: int, slot: int, now: int) -> float:
         """A slot's ETA at a leaf as of `now` (seconds; may be negative)."""

@@ -170,6 +170,12 @@ class LeafIndex:
         """`hits()` as sorted positions in `ids` (so in id order) and their distances."""
         if not self._ids:
             return np.empty(0, dtype=np.intp), np.empty(0)
+        if fp.is_disc and fp.length_m > 0.0 and fp.length_m >= self._reach(fp):
+            # A disc past the set's farthest reach holds every leaf (the same reasoning that
+            # lets `_planar_footprint` clip it there), so nothing needs to be intersected.
+            x, y = self.frame.forward(np.array([fp.lon]), np.array([fp.lat]))
+            found = np.arange(len(self._ids), dtype=np.intp)
+            return found, self._distances(fp, np.array([x[0], y[0]]), found)
         polygon, xy, exact = self._planar_footprint(fp)
         found = self._intersecting(polygon, xy, exact)
         if not found.size:

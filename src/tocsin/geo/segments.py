@@ -25,8 +25,10 @@ IndexArray = NDArray[np.intp]
 
 # Below this many leaves, GEOS on the leaves alone beats a pass over every vertex of the set.
 MIN_LEAVES = 600
-# The pruning bound is widened by this much so that rounding can never drop the nearest segment.
-_REL, _ABS = 1e-9, 1e-6
+# The pruning pass runs in float32 (half the memory to stream): its bound is widened by this
+# much, far more than float32 rounding moves a distance of a few thousand kilometres (< 1 m),
+# so it can never drop the nearest segment; the exact step is float64.
+_REL, _ABS_M = 1e-5, 2.0
 
 
 class Segments:
@@ -34,6 +36,10 @@ class Segments:
 
     __slots__ = ("_ax", "_ay", "_bx", "_by", "_dx", "_dy", "_half", "_len2", "_n", "_owner",
                  "_same", "_starts", "_vx", "_vy")
+
+    _vx: NDArray[np.float32]
+    _vy: NDArray[np.float32]
+    _half: NDArray[np.float32]
 
     def __init__(self, polygons: NDArray[np.object_]) -> None:
         parts, part_owner = shapely.get_parts(polygons, return_index=True)
@@ -48,25 +54,25 @@ class Segments:
         a, b = coords[:-1][same], coords[1:][same]
         self._owner: IndexArray = vertex_owner[:-1][self._same]
         self._n = len(polygons)
-        self._vx, self._vy = coords[:, 0].copy(), coords[:, 1].copy()
+        self._vx, self._vy = coords[:, 0].astype(np.float32), coords[:, 1].astype(np.float32)
         self._ax, self._ay = a[:, 0].copy(), a[:, 1].copy()
         self._bx, self._by = b[:, 0].copy(), b[:, 1].copy()
         self._dx, self._dy = self._bx - self._ax, self._by - self._ay
         self._len2 = self._dx * self._dx + self._dy * self._dy
-        self._half = np.sqrt(self._len2) / 2.0
+        self._half = (np.sqrt(self._len2) / 2.0 + _ABS_M).astype(np.float32)
         self._starts: IndexArray = np.flatnonzero(np.diff(self._owner, prepend=-1))
         if self._starts.size != self._n:
             raise ValueError("every polygon needs at least one segment")
 
     def distances(self, x: float, y: float, inside: IndexArray) -> FloatArray:
         """Distance from (x, y) to every polygon, 0 for the `inside` ones; GEOS's floats."""
-        vx, vy = x - self._vx, y - self._vy
+        vx, vy = np.float32(x) - self._vx, np.float32(y) - self._vy
         d2 = vx * vx + vy * vy
         # the nearer end of each segment, and the nearest vertex of each polygon
         near2 = np.minimum(d2[:-1], d2[1:])[self._same]
         u = np.sqrt(np.minimum.reduceat(near2, self._starts))
         bound = u[self._owner] + self._half
-        cand = np.flatnonzero(near2 <= bound * bound * (1.0 + _REL) + _ABS)
+        cand = np.flatnonzero(near2 <= bound * bound * np.float32(1.0 + _REL))
         ax, ay, bx, by = self._ax[cand], self._ay[cand], self._bx[cand], self._by[cand]
         dx, dy, len2 = self._dx[cand], self._dy[cand], self._len2[cand]
         # GEOS Distance::pointToSegment: the projection factor, then an end or the foot
