@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common import ROOT, machine, pct, raise_nofile, table, write_result
+from tocsin.bootstrap import compose
 from tocsin.config import Settings
 from tocsin.geo import load_region_set
 from tocsin.model import format_time
@@ -57,10 +58,9 @@ async def until(check: Any, timeout: float, what: str) -> None:
 async def measure(data: Path, broker: str, rounds: int) -> dict[str, Any]:
     settings = Settings(data_dir=data, regions="ua-hromadas", mqtt_url=broker,
                         siren_ack_s=60.0)
-    service = Service(settings)
+    service = compose(Service(settings))  # its outputs, the siren gateway among them
     await service.start()
-    gateway = SirenGateway(service, broker)
-    await gateway.start()
+    gateway: SirenGateway = service.outputs["sirens"].current
     oblasts = [r.id for r in service.regions.regions.values() if r.parent is None]
     rows: list[list[Any]] = []
     everything: list[float] = []
@@ -87,7 +87,6 @@ async def measure(data: Path, broker: str, rounds: int) -> dict[str, Any]:
                 await asyncio.sleep(0.5)
         faults = [v.record.id for v in gateway.sirens.values() if v.status != "ok"]
     finally:
-        await gateway.stop()
         await service.stop()
     return {"rounds": rows, "all_ms": {"p50": pct(everything, 0.5), "p99": pct(everything, 0.99),
                                        "max": max(everything), "n": len(everything)},

@@ -11,35 +11,37 @@ A `Service` is composed of two strategies:
 
 All writes to the log go through one thread (`writer`), so the engine sees events in exactly
 the order they are logged and the asyncio loop never blocks on fsync. What was committed is
-handed to `publish` — the one post-commit fan-out: read models, `on_publish` hooks, the bus.
-Envelopes are built in `tocsin.envelopes`.
+handed to `publish` — the one post-commit fan-out, to the `outputs` (`tocsin.outputs.base`),
+which `recover_sync` rebuilds from the log on start. Envelopes are built in `tocsin.envelopes`;
+which outputs a node has is decided in one place, `tocsin.bootstrap.compose`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
+import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tocsin.audit import TreeHead
-from tocsin.bus import Bus, MemoryBus
+from tocsin.bus import MemoryBus
 from tocsin.config import Settings
 from tocsin.engine.core import Engine
 from tocsin.engine.policy import load_policy
-from tocsin.envelopes import envelopes_of, live_envelopes
+from tocsin.envelopes import Envelope, envelopes_of, live_envelopes
 from tocsin.errors import TocsinError, ValidationError
 from tocsin.geo import RegionSet, load_region_set
 from tocsin.ledger import NOTHING, Accepted, Ledger, parse_batch
 from tocsin.model import Event, format_time
+from tocsin.outputs.base import Outputs
 from tocsin.readmodels import AlertHistory
 from tocsin.snapshots import Snapshots
 from tocsin.store import EventLog, open_admin, open_history, open_log, open_signing_key
@@ -49,10 +51,12 @@ from tocsin.threats import load_catalog
 from tocsin.trust import Caller, admit, needs_tick
 from tocsin.witness import load_witness_keys
 
-__all__ = ["Ingest", "LeaderOnly", "LocalIngest", "Role", "Service", "SoleWriter",
+__all__ = ["Ingest", "LocalIngest", "Role", "Service", "SoleWriter",
            "SubmitResult", "wall_now"]
 
 T = TypeVar("T")
+
+REBUILD_PAGE = 10_000  # log entries per page when the outputs are rebuilt on start
 
 log = logging.getLogger("tocsin")
 
@@ -67,7 +71,7 @@ class SubmitResult:
     """What a submit did: per-event results and every envelope it published."""
 
     accepted: list[Accepted]
-    envelopes: list[dict[str, Any]]
+    envelopes: list[Envelope]
 
 
 class Ingest(Protocol):
@@ -108,62 +112,6 @@ class Role(Protocol):
         ...
 
 
-class LeaderOutput(Protocol):
-    """An output that must run on one node only (webhook delivery, the siren gateway)."""
-
-    def start(self) -> Awaitable[None] | None:
-        """Start it."""
-
-    async def stop(self) -> None:
-        """Stop it."""
-
-
-Out = TypeVar("Out", bound=LeaderOutput)
-
-
-class LeaderOnly(Generic[Out]):
-    """An output that runs while this node leads: a fresh one each time it does.
-
-    `current` is the running one (None while this node does not lead); the role calls
-    `activate` and `deactivate` as the lead comes and goes.
-    """
-
-    def __init__(self, make: Callable[[], Out]) -> None:
-        self._make = make
-        self._wanted = False
-        self.current: Out | None = None
-
-    async def start(self, leading: bool) -> None:
-        """Wanted from now on; started at once if this node leads."""
-        self._wanted = True
-        if leading:
-            await self.activate()
-
-    async def stop(self) -> None:
-        """Not wanted any more."""
-        self._wanted = False
-        await self.deactivate()
-
-    async def activate(self) -> None:
-        """This node leads: run a fresh one."""
-        if not self._wanted or self.current is not None:
-            return
-        output = self._make()
-        started = output.start()
-        if inspect.isawaitable(started):
-            await started
-        self.current = output
-
-    async def deactivate(self) -> None:
-        """This node stopped leading: stop the running one."""
-        output, self.current = self.current, None
-        if output is not None:
-            try:
-                await output.stop()
-            except Exception:
-                log.exception("stopping a leader-only output failed")
-
-
 class Service:
     """One tocsin node: log, engine, admin state, bus and read models, with its two strategies."""
 
@@ -171,7 +119,7 @@ class Service:
         self,
         settings: Settings,
         *,
-        bus: Bus | None = None,
+        bus: MemoryBus | None = None,
         clock: Callable[[], datetime] = wall_now,
         log: EventLog | None = None,
         strategies: Callable[[Service], tuple[Ingest, Role]] | None = None,
@@ -194,7 +142,7 @@ class Service:
         self.ledger = Ledger(
             self.log, lambda: Engine(self.regions, catalog, self.policy), merkle=self.merkle
         )
-        self.bus: Bus = bus if bus is not None else MemoryBus()
+        self.bus: MemoryBus = bus if bus is not None else MemoryBus()
         self.archive = open_history(settings.store, data_dir, self.regions)
         self.history = AlertHistory(self.archive)
         self.snapshots = Snapshots(self.log, data_dir / "snapshots", self.log_key,
@@ -203,18 +151,12 @@ class Service:
         self.ready_once = False  # recovered at least once (so a snapshot would be whole)
         self.started_at = time.monotonic()
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tocsin-writer")
-        self.on_publish: list[Callable[[list[dict[str, Any]]], None]] = []
-        self.on_reject: list[Callable[[int], None]] = []
-        # Read models fed by on_publish are rebuilt through on_recover: each logged transition,
-        # as its JSON object, in log order, before the service is ready.
-        self.on_recover: list[Callable[[dict[str, Any]], None]] = []
-        # ...or, when they can be snapshotted, with `add_read_model` (see `tocsin.snapshots`)
-        self.read_models: dict[str, Any] = {}
-        self._replay: dict[str, Callable[[dict[str, Any]], None]] = {}
-        self.add_read_model("history", self.history, self.history.apply_dict)
+        # every output (streams, webhooks, CAP, national views, sirens, metrics, the history):
+        # registered by `tocsin.bootstrap.compose`, fed by `publish`, rebuilt by `recover_sync`
+        self.outputs = Outputs()
+        self.refused = 0  # events refused since start (4xx), for the metrics
         self.closing = asyncio.Event()
         self.closing_loop: asyncio.AbstractEventLoop | None = None
-        self._outputs: list[LeaderOnly[Any]] = []
         self.ingest: Ingest
         self.role: Role
         if strategies is None:
@@ -222,14 +164,10 @@ class Service:
         else:
             self.ingest, self.role = strategies(self)
 
-    def add_read_model(
-        self, name: str, model: Any, apply: Callable[[dict[str, Any]], None]
-    ) -> None:
-        """Register a read model rebuilt on start from a snapshot (the attributes it names in
-        `SNAPSHOT_FIELDS`) and the log after it (`apply`, each transition's JSON object, in log
-        order). Feeding it live is an `on_publish` hook of its own."""
-        self.read_models[name] = model
-        self._replay[name] = apply
+    @property
+    def read_models(self) -> dict[str, Any]:
+        """The outputs' models that snapshots keep (`tocsin.snapshots`), by name."""
+        return self.outputs.read_models
 
     def _check_meta(self) -> None:
         stored = self.log.get_meta("regions")
@@ -257,9 +195,10 @@ class Service:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Rebuild state from the log, then let the role work."""
+        """Rebuild state (and the outputs) from the log, let the role work, start the outputs."""
         self.closing_loop = asyncio.get_running_loop()
         await self.role.start()
+        await self.outputs.start(leading=self.role.is_leader)
 
     def recover_sync(self, end: int | None = None) -> int:
         """Rebuild the engine and read models (in the writer thread): from the newest snapshot
@@ -272,20 +211,23 @@ class Service:
         engine, start = loaded if loaded is not None else (ledger.new_engine(), 0)
         last = ledger.resume(engine, start, end=end)
         # the read models of a snapshot skip what they have (each knows its last transition);
-        # `on_recover` ones are fed the whole log
+        # outputs no snapshot holds are fed the whole log
         models_from = min([start] + [m.last_seq for m in self.read_models.values()])
-        first = 1 if self.on_recover else models_from + 1
+        first = 1 if self.outputs.need_whole_log else models_from + 1
         if first <= last:
-            for entry in self.log.read(first, last):
-                if entry.kind == "transition":
-                    obj = entry.obj()
-                    for apply in self._replay.values():
-                        apply(obj)
-                    for hook in self.on_recover:
-                        hook(obj)
+            self._rebuild_outputs(first, last)
         log.info("recovered %d log entries (from a snapshot at seq %d)", last, start)
         self.ready_once = True
         return last
+
+    def _rebuild_outputs(self, first: int, last: int) -> None:
+        """Feed the outputs the log's transitions in [`first`, `last`], as envelopes made by the
+        same function as live ones, a page at a time (bounded memory on any log)."""
+        published = format_time(self.clock())
+        entries = iter(self.log.read(first, last))
+        while page := list(itertools.islice(entries, REBUILD_PAGE)):
+            self.outputs.rebuild(envelopes_of(page, published, self.entry,
+                                              mode=self.settings.mode))
 
     async def snapshot(self, *, force: bool = False) -> None:
         """Take a snapshot when one is due (or now, with `force`): the read models here on the
@@ -307,11 +249,11 @@ class Service:
         self.closing.set()
 
     async def stop(self) -> None:
-        """Stop the role, let the writer finish, close the stores."""
+        """Stop the outputs (they may still log, e.g. siren statuses) and the role, let the
+        writer finish, close the stores."""
         self.begin_shutdown()
+        await self.outputs.stop()
         await self.role.stop()
-        for output in self._outputs:
-            await output.deactivate()
         with contextlib.suppress(Exception):  # a clean stop restarts without replaying
             await self.snapshot(force=True)
         self.writer.shutdown(wait=True)
@@ -321,20 +263,9 @@ class Service:
         self.log.close()
         self.admin.close()
 
-    def leading(self, make: Callable[[], Out]) -> LeaderOnly[Out]:
-        """An output that must run on one node only: here while this node writes the log."""
-        output = LeaderOnly(make)
-        self._outputs.append(output)
-        return output
-
-    async def start_output(self, output: LeaderOnly[Any]) -> None:
-        """Start a leader-only output (at once when this node leads)."""
-        await output.start(self.role.is_leader)
-
     async def leadership(self, leading: bool) -> None:
         """The role gained or lost the lead: start or stop the leader-only outputs."""
-        for output in self._outputs:
-            await (output.activate() if leading else output.deactivate())
+        await self.outputs.leadership(leading)
 
     async def sign_head(self) -> TreeHead | None:
         """Sign a tree head over everything logged (None if the last one covers it all)."""
@@ -363,18 +294,12 @@ class Service:
         return await self.ingest.submit(events, key_name=key_name, tick=tick, caller=caller)
 
     def rejected(self, n: int) -> None:
-        """Count `n` refused events (the `on_reject` hooks)."""
-        for reject in self.on_reject:
-            reject(n)
+        """Count `n` refused events."""
+        self.refused += n
 
-    async def publish(self, envelopes: list[dict[str, Any]]) -> None:
-        """The one post-commit fan-out: read models, `on_publish` hooks, then the bus."""
-        if not envelopes:
-            return
-        self.history.apply_many(envelopes)
-        for hook in self.on_publish:
-            hook(envelopes)
-        await self.bus.publish(envelopes)
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """The one post-commit fan-out: every output, in registration order."""
+        self.outputs.apply(envelopes)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -397,7 +322,7 @@ class Service:
 
     def backlog(
         self, after: int, leaves: set[str] | None, end: int | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Envelope]:
         """Transitions logged in (`after`, `end`], as envelopes, for resuming streams.
 
         They carry the provenance of live ones (from the log); `published_at` is now, when this

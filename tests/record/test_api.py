@@ -31,6 +31,7 @@ from tocsin.audit import (
 )
 from tocsin.cli import main
 from tocsin.config import Settings
+from tocsin.outputs.base import ReadModel
 from tocsin.service import Service
 from tocsin.store.admin import ROLES
 from tocsin.store.history import HistoryAlert, HistoryStore
@@ -191,8 +192,13 @@ async def test_bad_parameters_are_refused_with_field_and_reason(tmp_path: Path) 
 
 async def test_envelopes_carry_their_log_index(tmp_path: Path) -> None:
     async with running(tmp_path / "d") as api:
-        published: list[dict[str, Any]] = []
-        api.service.on_publish.append(published.extend)
+        published: list[Any] = []
+
+        class Tap:  # an output of the simplest kind: it keeps what it is given
+            def apply_many(self, envelopes: Any) -> None:
+                published.extend(envelopes)
+
+        api.service.outputs.add(ReadModel("tap", Tap()))
         await api.post(operator("raise", LVIV, 1), operator("clear", LVIV, 2))
         assert published and all(e["log_index"] == e["seq"] - 1 for e in published)
         backlog = api.service.backlog(0, None)

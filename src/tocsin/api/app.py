@@ -1,7 +1,9 @@
 """`create_app`: the HTTP API of one tocsin node, as a FastAPI (Starlette) application.
 
-Nothing runs at import. The lifespan rebuilds the state from the log, starts the clock and the
-webhook dispatcher, and on shutdown lets in-flight writes finish before closing the stores.
+Nothing runs at import. The lifespan starts the service — which rebuilds the state and its
+outputs from the log (`tocsin.bootstrap.compose` lists them) and starts the clock and the
+outputs — then the stream hub and the head signer; on shutdown it lets in-flight writes finish
+before closing the stores. The routes serve what the outputs keep; none is started here.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tocsin import __version__
 from tocsin.api.feed import ServiceFeed
 from tocsin.api.limits import install_limits
-from tocsin.api.metrics import Metrics
 from tocsin.api.sse import StreamingApp, install_stream
-from tocsin.bootstrap import make_service
+from tocsin.bootstrap import compose, make_service
 from tocsin.config import Settings
 from tocsin.errors import Conflict, FieldError, TocsinError, ValidationError
 from tocsin.service import Service
@@ -143,34 +144,27 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     """Build the application; `service` may be given by tests, else one is made from settings."""
     if settings.demo:  # a drill is marked as an exercise everywhere
         settings = dataclasses.replace(settings, mode="exercise")
-    svc = service if service is not None else make_service(settings)
+    # a service built by hand (tests, tools) gets its outputs from the same root
+    svc = compose(service) if service is not None else make_service(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tocsin.api.log import HeadSigner
         from tocsin.demo import DEFAULT_SCENARIO, start_demo
-        from tocsin.outputs.webhooks import WebhookDispatcher
 
-        await svc.start()
-        await app.state.hub.start()  # SSE: follows the bus from here on
+        await svc.start()  # the log, the role and every output
+        await app.state.hub.start()  # SSE: follows the `stream` output from here on
         signer = HeadSigner(svc)  # signed tree heads of the log, every sth_interval_s
         await signer.start()
-        # one deliverer per log: in a cluster, whichever node leads
-        dispatcher = svc.leading(lambda: WebhookDispatcher(svc, app.state.metrics))
-        svc.on_publish.append(
-            lambda _envs: dispatcher.current.wake() if dispatcher.current else None)
-        await svc.start_output(dispatcher)
         demo = start_demo(svc, scenario=settings.demo_scenario or DEFAULT_SCENARIO,
                           speed=settings.demo_speed) if settings.demo else None
-        await sirens.start(app)  # MQTT siren gateway, when --mqtt names a broker
         try:
             yield
         finally:
             if demo is not None:
                 demo.cancel()
-            await sirens.stop(app)
-            await dispatcher.stop()
-            await signer.stop()
+            await svc.outputs.stop()  # first: the siren gateway logs its last statuses
+            await signer.stop()  # ...which the last head then covers
             await app.state.hub.stop()
             await svc.stop()
 
@@ -184,7 +178,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.admin = svc.admin
     install_limits(app.state, settings)
-    app.state.metrics = Metrics(svc)
+    app.state.metrics = svc.outputs["metrics"]
     install_stream(app, ServiceFeed(svc), svc.regions, app.state.metrics.streams)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ModeHeader, mode=settings.mode)

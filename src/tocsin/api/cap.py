@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from tocsin.api.auth import Principal, authenticate, require
 from tocsin.api.read import reader
 from tocsin.outputs.cap import CapError, cap_time
-from tocsin.outputs.capfeed import CapFeed, default_sender, load_signing_key, seq_of
+from tocsin.outputs.capfeed import CapFeed, seq_of
 from tocsin.outputs.capin import RegionMatcher, import_cap
 from tocsin.service import Service
 
@@ -27,33 +27,10 @@ ATOM_XML = "application/atom+xml"
 
 
 def install(app: FastAPI, service: Service) -> None:
-    """Add the CAP routes; keep a CAP feed of `service`'s alerts, rebuilt from the log."""
-    settings = app.state.settings
-    base = public_url(settings)
-    feed = CapFeed(
-        service.regions,
-        service.log,
-        sender=settings.cap_sender or default_sender(service.log_key.public_key(), base),
-        mode=settings.mode,
-        signing_key=load_signing_key(settings.data_dir),
-        expires_s=service.policy.cap_expires_s,
-        base_url=base,
-        embed=settings.cap_embed,
-    )
-    service.add_read_model("cap", feed, feed.apply)
-    service.on_publish.append(feed.apply_many)
-    app.state.capfeed = feed
+    """Add the CAP routes, serving the `cap` output's feed (`tocsin.bootstrap`)."""
+    app.state.capfeed = service.outputs["cap"].model
     app.state.cap_matcher = None
     app.include_router(router)
-
-
-def public_url(settings: Any) -> str:
-    """The configured public base URL, else `http://host:port/` of the listening socket."""
-    if settings.public_url:
-        return str(settings.public_url).rstrip("/") + "/"
-    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "localhost"
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.port}/"
 
 
 def _signed(request: Request, body: bytes, media_type: str, modified: str) -> Response:

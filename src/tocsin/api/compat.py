@@ -29,7 +29,6 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from tocsin.api.auth import authenticate, client_of, require
-from tocsin.modes import notice
 from tocsin.outputs.alertsinua import PERIODS, AlertsInUaView, meta_time
 from tocsin.service import Service
 
@@ -84,12 +83,8 @@ class Versions:
 
 
 def install(app: FastAPI, service: Service) -> None:
-    """Keep the alerts.in.ua view of `service`'s alerts on `app.state.alertsinua`."""
-    view = AlertsInUaView(service.regions, clock=service.clock,
-                          notes=notice(service.settings.mode))
-    service.add_read_model("alertsinua", view, view.apply)
-    service.on_publish.append(view.apply_many)
-    app.state.alertsinua = view
+    """Serve the `alertsinua` output's view (`tocsin.bootstrap`) on `app.state.alertsinua`."""
+    app.state.alertsinua = service.outputs["alertsinua"].model
     app.state.alertsinua_versions = Versions()
 
     @app.exception_handler(CompatError)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tocsin.bus.base import Subscription
-from tocsin.envelopes import envelopes_of
+from tocsin.envelopes import envelopes_of, wire
 from tocsin.model import format_time
 from tocsin.modes import ACTUAL
 from tocsin.store.base import EventLog, LogEntry
@@ -67,7 +67,7 @@ class LogPages:
             return [], after
         # an event and its transitions may straddle two pages: the event is fetched by seq
         envs = envelopes_of(entries, format_time(self.clock()), self._cause, mode=self.mode)
-        return envs, entries[-1].seq
+        return wire(envs), entries[-1].seq
 
 
 class ServiceFeed(LogPages):

@@ -55,7 +55,7 @@ async def post_events(request: Request, principal: Principal = Depends(authentic
     try:
         body = load_json(await request.body())
     except ValidationError:
-        metrics.rejected.inc()
+        service.rejected(1)
         raise
     raws = body if isinstance(body, list) else [body]
     if not raws:

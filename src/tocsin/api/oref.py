@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
 from tocsin.api.read import reader
-from tocsin.modes import notice
 from tocsin.outputs.oref import OrefView
 from tocsin.service import Service
 
@@ -25,11 +24,8 @@ BOM = b"\xef\xbb\xbf"
 
 
 def install(app: FastAPI, service: Service) -> None:
-    """Keep the Home Front Command view of `service`'s alerts on `app.state.oref`."""
-    view = OrefView(service.regions, notes=notice(service.settings.mode))
-    service.on_recover.append(view.apply)
-    service.on_publish.append(view.apply_many)
-    app.state.oref = view
+    """Serve the `oref` output's view (`tocsin.bootstrap`) on `app.state.oref`."""
+    app.state.oref = service.outputs["oref"].model
     app.include_router(router)
 
 

@@ -178,5 +178,5 @@ async def levels(service: Service = Depends(reader)) -> dict[str, Any]:
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
-    return Response(request.app.state.metrics.render(),
+    return Response(await request.app.state.metrics.render_async(),
                     media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,4 +1,4 @@
-"""The siren registry over HTTP, with each siren's status; the MQTT gateway's start and stop."""
+"""The siren registry over HTTP, with each siren's status and the MQTT gateway's."""
 
 from __future__ import annotations
 
@@ -12,23 +12,20 @@ from tocsin.api.admin import admin_service
 from tocsin.api.auth import Principal, authenticate, require
 from tocsin.api.read import reader
 from tocsin.errors import FieldError, ValidationError
+from tocsin.outputs.base import LeaderOnly
 from tocsin.outputs.sirens import SIREN_ID_RE, SirenGateway
-from tocsin.service import LeaderOnly, Service
+from tocsin.service import Service
 from tocsin.store.admin import SirenRecord
 
-__all__ = ["install", "router", "start", "stop"]
+__all__ = ["install", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["sirens"])
 
 
 def install(app: FastAPI, service: Service) -> None:
-    """Add the siren routes; make a gateway when the settings name an MQTT broker.
-
-    The gateway runs on one node only (in a cluster, the leader), so each siren fault is
-    logged once.
-    """
-    url = app.state.settings.mqtt_url
-    app.state.sirens_output = service.leading(lambda: SirenGateway(service, url)) if url else None
+    """Add the siren routes, over the `sirens` output when the settings name an MQTT broker
+    (`tocsin.bootstrap`: it runs on one node only, so each siren fault is logged once)."""
+    app.state.sirens_output = service.outputs.get("sirens")
     app.include_router(router)
 
 
@@ -36,20 +33,6 @@ def _gateway(app: FastAPI) -> SirenGateway | None:
     """The gateway running on this node, if any (a cluster follower has none)."""
     output: LeaderOnly[SirenGateway] | None = app.state.sirens_output
     return None if output is None else output.current
-
-
-async def start(app: FastAPI) -> None:
-    """Start the gateway, if any (after the service has recovered)."""
-    output = app.state.sirens_output
-    if output is not None:
-        await app.state.service.start_output(output)
-
-
-async def stop(app: FastAPI) -> None:
-    """Stop the gateway, if any (before the service closes its log)."""
-    output = app.state.sirens_output
-    if output is not None:
-        await output.stop()
 
 
 @router.get("/sirens")

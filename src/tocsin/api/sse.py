@@ -26,7 +26,7 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -58,9 +58,10 @@ HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
            (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
-def format_sse(env: dict[str, Any]) -> bytes:
+def format_sse(env: Mapping[str, Any]) -> bytes:
     """One SSE message: id is the log seq, event the transition type."""
-    data = json.dumps(env, ensure_ascii=False, separators=(",", ":"))
+    obj = env if type(env) is dict else dict(env)  # an `Envelope` is sent as its wire form
+    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     return f"id: {env['seq']}\nevent: {env['type']}\ndata: {data}\n\n".encode()
 
 

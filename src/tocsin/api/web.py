@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import json
@@ -33,14 +32,14 @@ from tocsin.api.auth import Principal, authenticate
 from tocsin.api.read import reader
 from tocsin.geo import RegionSet
 from tocsin.model import ALERT_TYPES, SEVERITIES, format_time
+from tocsin.outputs.incidents import IncidentLog
 from tocsin.service import Service
 from tocsin.web import STATIC_DIR
 
-__all__ = ["INCIDENT_TYPES", "IncidentLog", "install", "levels_of", "region_layer", "router"]
+__all__ = ["install", "levels_of", "region_layer", "router"]
 
 router = APIRouter(tags=["dashboard"])
 
-INCIDENT_TYPES = ("silent_impact", "siren_fault")
 _POLYGONAL = ("Polygon", "MultiPolygon")
 
 
@@ -51,7 +50,6 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(tickets.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.state.incidents = IncidentLog()
 
 
 @router.get("/", include_in_schema=False)
@@ -216,54 +214,6 @@ async def whoami(principal: Principal = Depends(authenticate)) -> dict[str, Any]
 # --- incidents --------------------------------------------------------------------------------
 
 
-class IncidentLog:
-    """The latest incidents (silent impacts, siren faults), read from the log once, then live.
-
-    The hook is registered before the log is scanned: an incident committed before the scan is
-    in the scan, one committed after it is published after the hook exists; seq de-duplicates.
-    """
-
-    def __init__(self, keep: int = 500) -> None:
-        self.keep = keep
-        self._items: dict[int, dict[str, Any]] = {}
-        self._lock = asyncio.Lock()
-        self._loaded = False
-
-    def _add(self, env: dict[str, Any]) -> None:
-        seq = int(env["seq"])
-        if env.get("type") not in INCIDENT_TYPES or seq in self._items:
-            return
-        self._items[seq] = env
-        if len(self._items) > self.keep * 2:
-            for old in sorted(self._items)[: -self.keep]:
-                del self._items[old]
-
-    def _on_publish(self, envelopes: list[dict[str, Any]]) -> None:
-        for env in envelopes:
-            self._add(dict(env))
-
-    @staticmethod
-    def _scan(service: Service) -> list[dict[str, Any]]:
-        found = []
-        for entry in service.log.read():
-            # most entries are not incidents: look at the text before parsing it
-            if entry.kind == "transition" and any(t in entry.body for t in INCIDENT_TYPES):
-                obj = entry.obj()
-                if obj.get("type") in INCIDENT_TYPES:
-                    found.append(obj)
-        return found
-
-    async def latest(self, service: Service, limit: int) -> list[dict[str, Any]]:
-        """Newest first, at most `limit`."""
-        async with self._lock:
-            if not self._loaded:
-                service.on_publish.append(self._on_publish)
-                for obj in await run_in_threadpool(self._scan, service):
-                    self._add(obj)
-                self._loaded = True
-        return [self._items[s] for s in sorted(self._items, reverse=True)[:limit]]
-
-
 @router.get("/api/v1/incidents")
 async def incidents(
     request: Request,
@@ -271,5 +221,5 @@ async def incidents(
     service: Service = Depends(reader),
 ) -> dict[str, Any]:
     """The latest silent impacts and siren faults, newest first."""
-    log: IncidentLog = request.app.state.incidents
-    return {"incidents": await log.latest(service, limit)}
+    log: IncidentLog = service.outputs["incidents"].model
+    return {"incidents": log.latest(limit)}

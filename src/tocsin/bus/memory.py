@@ -58,6 +58,10 @@ class MemoryBus(Bus):
 
     async def publish(self, envelopes: Sequence[dict[str, Any]]) -> None:
         """Queue the envelopes on every subscription (never blocks the publisher)."""
+        self.publish_nowait(envelopes)
+
+    def publish_nowait(self, envelopes: Sequence[dict[str, Any]]) -> None:
+        """`publish`, from code that cannot await (it never waits anyway)."""
         if not envelopes:
             return
         batch = tuple(envelopes)

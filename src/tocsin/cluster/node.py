@@ -23,7 +23,7 @@ from tocsin.audit import TreeHead
 from tocsin.bus.nats import Consumed, EventFeed, NatsBus
 from tocsin.cluster.lease import LeaderLease, lock_held
 from tocsin.config import Settings
-from tocsin.envelopes import envelopes_of, live_envelopes
+from tocsin.envelopes import Envelope, envelopes_of, live_envelopes, wire
 from tocsin.errors import (
     Fenced,
     IntegrityError,
@@ -190,7 +190,7 @@ class ClusterNode:
         await svc.publish(envelopes)
         await svc.snapshot()
 
-    def _catch_up_sync(self) -> list[dict[str, Any]]:
+    def _catch_up_sync(self) -> list[Envelope]:
         """Apply what others committed after this node's last seq; their envelopes."""
         svc = self.service
         start = svc.ledger.next_seq
@@ -293,7 +293,7 @@ class ClusterNode:
                 await svc.publish(envelopes)
                 if not self._republish:
                     try:
-                        await self.nats.publish(envelopes)
+                        await self.nats.publish(wire(envelopes))
                     except TocsinError as exc:
                         log.warning("publishing transitions: %s; will catch up", exc)
                         self._republish = True
@@ -309,12 +309,12 @@ class ClusterNode:
             envelopes = envelopes_of(entries, format_time(svc.clock()), svc.entry,
                                      mode=svc.settings.mode)
             for start in range(0, len(envelopes), 1000):
-                await self.nats.publish(envelopes[start:start + 1000])
+                await self.nats.publish(wire(envelopes[start:start + 1000]))
             if envelopes:
                 log.info("published %d transitions the stream lacked", len(envelopes))
         self._republish = False
 
-    def _commit_sync(self, msgs: list[Consumed]) -> tuple[list[dict[str, Any]], int]:
+    def _commit_sync(self, msgs: list[Consumed]) -> tuple[list[Envelope], int]:
         """Decide messages of the events stream (and the clock), then commit them, fenced.
 
         Stops after `COMMIT_BUDGET_S` of work, so a long backlog (after a takeover) is

@@ -227,7 +227,7 @@ class AlertsInUaView:
             self._updated.add((atype, leaf))
 
     def apply_many(self, envelopes: Iterable[Mapping[str, Any]]) -> None:
-        """Fold in published envelopes (the `Service.on_publish` hook)."""
+        """Fold in published envelopes (live, and from the log on start)."""
         for env in envelopes:
             self.apply(env)
         self.flush()

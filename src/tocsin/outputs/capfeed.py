@@ -6,10 +6,10 @@ alert type from its start to its end). A message is a pure function of the log: 
 transition's own time, its identifier `tocsin-<seq>` and `tocsin:log_index` the transition's place
 in the log, so rebuilding it later gives the same bytes.
 
-`CapFeed` is fed by `Service.on_recover` (rebuilt from the log on start) and `Service.on_publish`.
-It keeps the latest `keep` messages in memory (described, not yet encoded: XML is written and
-schema-checked on first request, then cached) and a compact index of every message ever made, so
-any older one is rebuilt from the log by its seq.
+`CapFeed` is a read model output (`tocsin.outputs.base.ReadModel`): rebuilt from the log on
+start, then fed live. It keeps the latest `keep` messages in memory (described, not yet encoded:
+XML is written and schema-checked on first request, then cached) and a compact index of every
+message ever made, so any older one is rebuilt from the log by its seq.
 
 If `<data_dir>/cap-signing.key` holds an Ed25519 private key (PEM, PKCS#8), every message and the
 feed are served with `X-CAP-Signature: ed25519=<base64>`: a detached signature over the exact body
@@ -89,6 +89,15 @@ def seq_of(identifier: str) -> int | None:
     """The seq an identifier of ours names, or None if it is not one of ours."""
     m = _IDENTIFIER_RE.match(identifier)
     return int(m.group(1)) if m else None
+
+
+def public_url(settings: Any) -> str:
+    """The configured public base URL, else `http://host:port/` of the listening socket."""
+    if settings.public_url:
+        return str(settings.public_url).rstrip("/") + "/"
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "localhost"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}/"
 
 
 def default_sender(log_key: Ed25519PublicKey, public_url: str) -> str:
@@ -250,7 +259,7 @@ class CapFeed:
             self.latest.popitem(last=False)
 
     def apply_many(self, envelopes: Iterable[Mapping[str, Any]]) -> None:
-        """Fold in published envelopes (the `Service.on_publish` hook)."""
+        """Fold in published envelopes (live, and from the log on start)."""
         for env in envelopes:
             self.apply(env)
 

@@ -88,7 +88,7 @@ class OrefView:
             self.history_rows.append((parse_time(t["time"]), region, str(atype)))
 
     def apply_many(self, envelopes: Iterable[Mapping[str, Any]]) -> None:
-        """Fold in published envelopes (the `Service.on_publish` hook)."""
+        """Fold in published envelopes (live, and from the log on start)."""
         for env in envelopes:
             self.apply(env)
 

@@ -211,7 +211,6 @@ class SirenGateway:
                 "seq": a["cause_seq"],
             }
         await self._load(known)
-        self.service.on_publish.append(self.on_publish)
         self._tasks = [
             asyncio.create_task(self._connection(), name="sirens-mqtt"),
             asyncio.create_task(self._watch(), name="sirens-watch"),
@@ -223,8 +222,6 @@ class SirenGateway:
         An exercise or test clears the commands it retained, so nothing of a drill stays on the
         broker for a siren to pick up later.
         """
-        if self.on_publish in self.service.on_publish:
-            self.service.on_publish.remove(self.on_publish)
         if self.mode != ACTUAL:
             await self._clear_retained()
         for task in self._tasks:
@@ -260,8 +257,9 @@ class SirenGateway:
 
     # --- alerts to commands --------------------------------------------------------------------
 
-    def on_publish(self, envelopes: Iterable[Mapping[str, Any]]) -> None:
-        """`Service.on_publish` hook: a region's first alert sounds its sirens, its last stops."""
+    def apply(self, envelopes: Iterable[Mapping[str, Any]]) -> None:
+        """A committed batch (the `sirens` output, while it runs): a region's first alert
+        sounds its sirens, its last stops them."""
         decided = time.monotonic()
         for env in envelopes:
             kind = env.get("type")

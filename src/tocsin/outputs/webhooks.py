@@ -31,7 +31,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -147,7 +147,7 @@ def _pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]
     return pinned, {"Host": host_header}, extensions
 
 
-def matcher(service: Service, spec: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+def matcher(service: Service, spec: dict[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
     """A predicate on transitions for a subscription's regions/point/radius and alert types."""
     regions = service.regions
     leaves: set[str] = set()
@@ -164,7 +164,7 @@ def matcher(service: Service, spec: dict[str, Any]) -> Callable[[dict[str, Any]]
             leaves.add(leaf)
     types = set(spec.get("alert_types") or ())
 
-    def match(t: dict[str, Any]) -> bool:
+    def match(t: Mapping[str, Any]) -> bool:
         if t["region"] not in leaves:
             return False
         return not types or t.get("alert_type") in types or t.get("alert_type") is None
@@ -194,6 +194,10 @@ class WebhookDispatcher:
 
     def wake(self) -> None:
         """Something was published: look at the log again."""
+        self._wake.set()
+
+    def apply(self, _batch: Sequence[Any]) -> None:
+        """A committed batch (the `webhooks` output, while it runs): deliver from the log."""
         self._wake.set()
 
     async def stop(self) -> None:
@@ -238,7 +242,7 @@ class WebhookDispatcher:
             batch = await asyncio.to_thread(self.service.backlog, cursor, None, end)
             for env in batch:
                 if match(env):
-                    await self._deliver(sub, env["seq"], env)
+                    await self._deliver(sub, env.seq, env.to_dict())
                     await asyncio.to_thread(self.service.admin.advance_cursor, sub.id,
                                             env["seq"])
             cursor = end
