@@ -94,6 +94,8 @@ def dropped(server: sse.Server) -> dict[str, float]:
 def wave(server: sse.Server, key: str, n: int) -> None:
     stamp = format_now()
     lat, lon = NEAR_KHARKIV
+    if n:  # transitions are material-only: each round flies over another part of the country
+        lat, lon = 46.6 + (n % 5) * 1.1, 23.8 + (n // 5) * 3.6
     body = [{"id": f"hw-{n}-{d}-{time.monotonic_ns()}", "type": "detection", "time": stamp,
              "source": "bench", "track": f"H{n}-{d}", "object": "drone",
              "weapon": "shahed-136", "position": {"lat": lat - d * 0.3, "lon": lon - d * 0.5},
