@@ -56,7 +56,7 @@ __all__ = ["Ingest", "LocalIngest", "Role", "Service", "SoleWriter",
 
 T = TypeVar("T")
 
-REBUILD_PAGE = 10_000  # log entries per page when the outputs are rebuilt on start
+REBUILD_PAGE = 1_000  # log entries per page when the outputs are rebuilt on start (bounded memory)
 
 log = logging.getLogger("tocsin")
 
