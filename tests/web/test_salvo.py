@@ -1,15 +1,22 @@
 """Calm under a salvo: every hromada changing state in one batch, measured in Chromium.
 
-The batch goes through the page's own stream handler (the function each SSE message reaches),
-with the finest level on the map, so every one of 1,769 polygons is restyled. The Long Tasks
-API reports any main-thread task over 50 ms. The goal is no task over 100 ms and the new
-state on the map and in the alerts list within 200 ms of the batch arriving; the test checks
-that every hromada and the grouped list show it, and prints the time and the long tasks
-(speed is measured, not asserted: docs/performance.md has the figures).
+Each batch goes through the page's own stream handler (the function each SSE message reaches),
+with the finest level on the map, so every one of 1,769 polygons is restyled: every hromada
+raised to `alert`, then to `imminent`, then ended, then raised as a `pre_alert` (a dotted
+pattern, the dearest fill to paint) and ended again. The Long Tasks API reports any
+main-thread task over 50 ms.
+
+Goals, checked: no main-thread task over 100 ms, and the new state painted (the frame that
+shows it has been rendered and the alerts list redrawn) within 200 ms of the batch arriving.
+Both are checked on the median of the rounds: a long task's duration is wall-clock time, and on
+a shared 2-core machine the OS may preempt a 40 ms task past 100 ms now and then; a page that
+really misses the goal misses it in most rounds. Every round's figures are printed
+(docs/performance.md has them).
 """
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pytest
@@ -18,7 +25,11 @@ from tests.web.conftest import Page, Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.serial]
 
-MEASURE = """async () => {
+LONG_TASK_MS = 100
+REPAINT_MS = 200
+ROUNDS = ["alert", "imminent", "end", "pre_alert", "end"]
+
+MEASURE = """async (severity) => {
   const long = [];
   const obs = new PerformanceObserver((l) => {
     for (const e of l.getEntries()) long.push(e.duration); });
@@ -26,40 +37,87 @@ MEASURE = """async () => {
   const hromadas = [...tocsin.state.regions.values()].filter((r) => r.level === "hromada");
   const seq0 = tocsin.state.lastSeq + 1;
   const time = new Date().toISOString();
-  const batch = hromadas.map((r, i) => ({ seq: seq0 + i, type: "alert_started", region: r.id,
-    alert_type: "air_raid", severity: "alert", time, causes: ["salvo"], eta_s: 300 }));
+  const end = severity === "end";
+  const batch = hromadas.map((r, i) => end
+    ? { seq: seq0 + i, type: "alert_ended", region: r.id, alert_type: "air_raid", time }
+    : { seq: seq0 + i, type: "alert_started", region: r.id, alert_type: "air_raid", severity,
+        time, causes: ["salvo"], eta_s: 300 });
+  const want = end ? "none" : severity;
+  const groups = () => document.querySelectorAll("#alerts-list .alert-group").length;
   const t0 = performance.now();
   tocsin.ingest(batch);
   await new Promise((ok) => {
     const check = () => {
-      const painted = document.querySelectorAll('path[data-state="alert"]').length;
-      if (painted >= hromadas.length) ok(); else requestAnimationFrame(check);
+      const painted = document.querySelectorAll(`path[data-state="${want}"]`).length;
+      if (painted >= hromadas.length && (groups() > 0) !== end) ok();
+      else requestAnimationFrame(check);
     };
     requestAnimationFrame(check);
   });
-  const t1 = performance.now();
+  // a task posted from the next animation frame runs after that frame has been rendered
+  const t1 = await new Promise((ok) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => ok(performance.now());
+    requestAnimationFrame(() => ch.port2.postMessage(0));
+  });
   await new Promise((ok) => setTimeout(ok, 300));  // let late long tasks be reported
   obs.disconnect();
-  return { n: hromadas.length, ms: t1 - t0, long,
-           summary: document.getElementById("summary").textContent,
-           groups: document.querySelectorAll("#alerts-list .alert-group").length };
+  return { n: hromadas.length, ms: t1 - t0, long, groups: groups(),
+           summary: document.getElementById("summary").textContent };
 }"""
 
 
-def test_every_hromada_at_once_repaints_and_is_measured(
-    server: Server, page_factory: Any
-) -> None:
-    p: Page = page_factory(server, viewport={"width": 1280, "height": 800})
+def hromadas_shown(p: Page) -> Any:
     page = p.open()
     page.click("[data-level=hromada]")
     page.wait_for_function("() => tocsin.mapview.shownLevel() === 'hromada'")
     page.wait_for_timeout(500)
-    result = page.evaluate(MEASURE)
-    print(f"salvo: {result['n']} hromadas repainted in {result['ms']:.0f} ms; "
-          f"long tasks (ms): {[round(x) for x in result['long']]}")
-    assert result["n"] == 1769
-    assert result["groups"] == 27  # the list is grouped by oblast, not 1,769 rows
-    assert "1769" in result["summary"].replace(",", "").replace("\u00a0", "")
-    # The goal (repaint within 200 ms, no task over 100 ms) is measured, not asserted: the
-    # figures printed above go into docs/performance.md ("The map under a salvo").
-    p.shot()
+    page.set_default_timeout(20_000)
+    return page
+
+
+def test_every_hromada_at_once_repaints_within_budget(
+    server: Server, page_factory: Any
+) -> None:
+    p: Page = page_factory(server, viewport={"width": 1280, "height": 800})
+    page = hromadas_shown(p)
+    results = []
+    for severity in ROUNDS:
+        r = page.evaluate(MEASURE, severity)
+        results.append((severity, r))
+        print(f"salvo {severity}: {r['n']} hromadas painted in {r['ms']:.0f} ms; "
+              f"long tasks (ms): {[round(x) for x in r['long']]}")
+        assert r["n"] == 1769
+        if severity == "end":
+            assert r["groups"] == 0
+        else:
+            assert r["groups"] == 27  # the list is grouped by oblast, not 1,769 rows
+            assert "1769" in r["summary"].replace(",", "").replace("\u00a0", "")
+        if severity == "alert":
+            p.shot()
+    longest = statistics.median(max(r["long"], default=0.0) for _, r in results)
+    median = statistics.median(r["ms"] for _, r in results)
+    print(f"salvo: median repaint {median:.0f} ms, median longest task {longest:.0f} ms")
+    assert longest <= LONG_TASK_MS, f"the longest main-thread task took {longest:.0f} ms"
+    assert median <= REPAINT_MS, f"median repaint {median:.0f} ms"
+
+
+def test_the_alerts_list_stays_usable_under_a_salvo(server: Server, page_factory: Any) -> None:
+    """An oblast's group opened by the duty officer stays open while the salvo redraws the list,
+    and lists its hromadas only while open."""
+    p: Page = page_factory(server, viewport={"width": 1280, "height": 800})
+    page = hromadas_shown(p)
+    page.evaluate(MEASURE, "alert")
+    first = page.locator("#alerts-list details").first
+    first.locator("summary").click()
+    page.wait_for_function(
+        "() => document.querySelector('#alerts-list details ul.leaves').children.length > 0")
+    rows = page.locator("#alerts-list ul.leaves li").count()
+    assert rows > 1
+    page.evaluate(MEASURE, "imminent")
+    assert page.locator("#alerts-list details[open]").count() == 1
+    assert page.locator("#alerts-list ul.leaves li").count() == rows
+    # the closed groups carry no rows
+    closed = page.locator("#alerts-list details:not([open]) ul.leaves li").count()
+    assert closed == 0
+    page.evaluate(MEASURE, "end")

@@ -73,9 +73,22 @@ function onRegionClick(id, fromList = false) {
 
 // Tracks move between transitions too, but re-reading them on every burst of transitions
 // (at most one read in flight, trailing by 700 ms) keeps footprints current without polling.
+// One timer serves the whole burst (a salvo brings thousands of transitions in one task; a
+// timer cleared and set per transition costs more than the transition itself).
+let tracksDue = 0;
 function refreshTracksSoon() {
-  clearTimeout(tracksTimer);
-  tracksTimer = setTimeout(refreshTracks, 700);
+  tracksDue = performance.now() + 700;
+  if (!tracksTimer) tracksTimer = setTimeout(tracksWake, 700);
+}
+
+function tracksWake() {
+  const wait = tracksDue - performance.now();
+  if (wait > 4) {
+    tracksTimer = setTimeout(tracksWake, wait);
+    return;
+  }
+  tracksTimer = null;
+  refreshTracks();
 }
 
 async function refreshTracks() {
@@ -95,16 +108,30 @@ async function refreshTracks() {
   }
 }
 
+// A burst of transitions is drawn once, in the next animation frame: the map first, then the
+// lists in a task of their own, so the frame that shows the map is not held up by them and no
+// single main-thread task grows with both (a salvo of 1,769 hromadas: docs/performance.md).
 let paintQueued = false;
+let listsQueued = false;
 function repaintSoon() {
   if (paintQueued) return;
   paintQueued = true;
   requestAnimationFrame(() => {
     paintQueued = false;
     mapview.repaint();
+    renderListsSoon();
+  });
+}
+
+function renderListsSoon() {
+  if (listsQueued) return;
+  listsQueued = true;
+  setTimeout(() => {
+    listsQueued = false;
     panel.renderAlerts();
     renderHere();
-  });
+    if (activeTab === "log") panel.renderLog();
+  }, 0);
 }
 
 function onEnvelope(env) {
@@ -123,7 +150,7 @@ function onEnvelope(env) {
     panel.regionTouched(env.region);
   }
   refreshTracksSoon();
-  if (activeTab === "log") panel.renderLog();
+  if (activeTab === "log") renderListsSoon();
 }
 
 async function loadRegions(levels) {
@@ -339,8 +366,9 @@ function addLegend() {
       const sw = (style, label) => `<li><span class="swatch" style="${style}"></span>${label}</li>`;
       const types = Object.entries(mapview.TYPE_COLOR).map(([ty, c]) => sw(`background:${c}`, t(`type.${ty}`))).join("");
       const red = mapview.TYPE_COLOR.air_raid;
-      const sev = [["pre_alert", 0.35], ["alert", 0.7], ["imminent", 1]]
-        .map(([s, k]) => sw(`background:${mapview.mix(red, k)}`, t(`sev.${s}`))).join("");
+      const dots = `radial-gradient(circle, ${mapview.mix(red, 0.9)} 1.6px, transparent 1.8px) 0 0 / 8px 8px, ${mapview.mix(red, 0.35)}`;
+      const sev = sw(`background:${dots}`, t("sev.pre_alert")) + sw(`background:${mapview.mix(red, 0.7)}`, t("sev.alert")) +
+        sw(`background:${red};outline:2px solid #5a0000;outline-offset:-2px`, t("sev.imminent"));
       const cover = sw(`background:${red}`, t("legend.full")) +
         sw(`background:repeating-linear-gradient(45deg, ${red} 0 3px, #f4f6f8 3px 6px)`, t("legend.partial"));
       const lv = [1, 2, 3].map((n) => {

@@ -108,6 +108,24 @@ function addPatterns() {
       p.append(bg, stripe);
       defs.append(p);
     }
+    // a pre-alert over the whole region: dots of the type's colour, so it is told from an
+    // alert by pattern, not only by a paler shade
+    const d = document.createElementNS(ns, "pattern");
+    d.setAttribute("id", `dots-${type}`);
+    d.setAttribute("patternUnits", "userSpaceOnUse");
+    d.setAttribute("width", "8");
+    d.setAttribute("height", "8");
+    const dbg = document.createElementNS(ns, "rect");
+    dbg.setAttribute("width", "8");
+    dbg.setAttribute("height", "8");
+    dbg.setAttribute("fill", mix(color, SEV_STRENGTH.pre_alert));
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", "4");
+    dot.setAttribute("cy", "4");
+    dot.setAttribute("r", "1.6");
+    dot.setAttribute("fill", mix(color, 0.9));
+    d.append(dbg, dot);
+    defs.append(d);
   }
   svg.append(defs);
   document.body.append(svg);
@@ -173,47 +191,92 @@ export function shownLevel() {
   return shown;
 }
 
+// A salvo can change every hromada at once. Each distinct look (level, state, type, coverage,
+// threat level, selection) is built once and kept here, and a polygon gets only the SVG
+// attributes that differ from its last look (usually just `fill`), not Leaflet's full restyle
+// of ten attributes: fewer DOM writes keep the frame that shows the salvo short.
+const looks = new Map();
+
+function lookOf(depth, rs, sel) {
+  const key = `${depth}|${rs.state}|${rs.type}|${rs.coverage}|${rs.threat}|${sel}`;
+  let style = looks.get(key);
+  if (style) return style;
+  style = baseStyle(depth);
+  if (rs.state !== "none") {
+    // severity is told by pattern as well as strength of colour: dots for a pre-alert,
+    // stripes for part of a region, solid for the whole region under alert
+    style.fillColor = rs.coverage === "partial"
+      ? `url(#hatch-${rs.type}-${rs.state})`
+      : rs.state === "pre_alert" ? `url(#dots-${rs.type})` : mix(TYPE_COLOR[rs.type], SEV_STRENGTH[rs.state]);
+  }
+  // imminent: a dark border too, unless a threat level or the selection needs the border
+  if (rs.state === "imminent") Object.assign(style, { color: "#5a0000", weight: Math.max(style.weight, 1.6) });
+  if (rs.threat) Object.assign(style, THREAT_STYLE[rs.threat]);
+  if (sel) Object.assign(style, SELECTED);
+  style.key = key;
+  looks.set(key, Object.freeze(style));
+  return style;
+}
+
+const ATTRS = [["fillColor", "fill"], ["color", "stroke"], ["weight", "stroke-width"], ["dashArray", "stroke-dasharray"]];
+
+function applyLook(lyr, style) {
+  const el = lyr.getElement();
+  if (!el) {
+    lyr.setStyle(style);
+    return;
+  }
+  const prev = lyr.options;
+  for (const [opt, attr] of ATTRS) {
+    if (prev[opt] === style[opt]) continue;
+    if (style[opt] === null || style[opt] === undefined) el.removeAttribute(attr);
+    else el.setAttribute(attr, style[opt]);
+  }
+  // Leaflet reads its options when it redraws a path (zoom, re-adding the layer)
+  Object.assign(prev, style);
+}
+
+function setData(el, key, value) {
+  if (el.dataset[key] !== value) el.dataset[key] = value;
+}
+
+const FRONT_RANK = (rs, sel) => (sel ? 3 : rs.threat ? 2 : rs.state === "imminent" ? 1 : 0);
+
 /** Restyle the shown regions whose state changed since they were last drawn. */
 export function repaint() {
   if (!shown) return;
   const agg = rollup();
   const depth = state.levels.indexOf(shown);
   const front = [];
-  let changed = false;
+  let lowest = Infinity; // the lowest rank among polygons that just came to the front
   layers.get(shown).eachLayer((lyr) => {
     const id = lyr.regionId;
     const rs = regionState(agg, id);
     const sel = selection.has(id);
-    const sig = `${rs.state}|${rs.type}|${rs.coverage}|${rs.threat}|${sel}`;
-    if (rs.threat || sel || rs.state === "imminent") front.push([sel ? 2 : rs.threat ? 1 : 0, lyr]);
-    if (drawn.get(id) === sig) return;
-    drawn.set(id, sig);
-    changed = true;
-    const style = baseStyle(depth);
-    if (rs.state !== "none") {
-      style.fillColor = rs.coverage === "partial"
-        ? `url(#hatch-${rs.type}-${rs.state})`
-        : mix(TYPE_COLOR[rs.type], SEV_STRENGTH[rs.state]);
-    }
-    // imminent: a dark border too, unless a threat level or the selection needs the border
-    if (rs.state === "imminent") Object.assign(style, { color: "#5a0000", weight: Math.max(style.weight, 1.6) });
-    if (rs.threat) Object.assign(style, THREAT_STYLE[rs.threat]);
-    if (sel) Object.assign(style, SELECTED);
-    lyr.setStyle(style);
+    const look = lookOf(depth, rs, sel);
+    const rank = FRONT_RANK(rs, sel);
+    const fresh = drawn.get(id) !== look.key;
+    if (rank) front.push([rank, lyr, fresh]);
+    if (!fresh) return;
+    drawn.set(id, look.key);
+    if (rank) lowest = Math.min(lowest, rank);
+    applyLook(lyr, look);
     const el = lyr.getElement();
     if (el) {
-      el.dataset.region = id;
-      el.dataset.state = rs.state;
-      el.dataset.alertType = rs.type || "";
-      el.dataset.coverage = rs.coverage;
-      el.dataset.threat = String(rs.threat);
-      el.dataset.selected = String(sel);
+      setData(el, "region", id);
+      setData(el, "state", rs.state);
+      setData(el, "alertType", rs.type || "");
+      setData(el, "coverage", rs.coverage);
+      setData(el, "threat", String(rs.threat));
+      setData(el, "selected", String(sel));
     }
   });
-  if (!changed) return;
-  // thick outlines (imminent, levels, selection) must not hide under their neighbours' borders
+  if (lowest === Infinity) return;
+  // Thick outlines (imminent, levels, selection) must not hide under their neighbours'
+  // borders. Only what just came forward moves, and what outranks it is raised again above
+  // it; polygons of one rank may lie in any order among themselves.
   front.sort((a, b) => a[0] - b[0]);
-  for (const [, lyr] of front) lyr.bringToFront();
+  for (const [rank, lyr, fresh] of front) if (rank > lowest || fresh) lyr.bringToFront();
   if (outline) outline.bringToFront();
 }
 

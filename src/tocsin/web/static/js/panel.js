@@ -68,6 +68,30 @@ function groups() {
   );
 }
 
+const openGroups = new Set(); // "root|type" of the groups whose hromadas are shown
+
+function leafRows(alerts) {
+  return alerts
+    .map((a) => `<li>${esc(regionName(state.regions.get(a.region)))} — ${esc(t(`sev.${a.severity}`))}</li>`)
+    .join("");
+}
+
+function onGroupToggle(ev) {
+  const details = ev.target;
+  if (!(details instanceof HTMLDetailsElement) || !details.dataset.key) return;
+  const key = details.dataset.key;
+  const ul = details.querySelector("ul.leaves");
+  if (details.open) {
+    openGroups.add(key);
+    const [root, type] = key.split("|");
+    const alerts = [...state.alerts.values()].filter((a) => a.alert_type === type && (rootOf(a.region) || {}).id === root);
+    ul.innerHTML = leafRows(alerts);
+  } else {
+    openGroups.delete(key);
+    ul.replaceChildren();
+  }
+}
+
 export function renderAlerts() {
   const list = $("alerts-list");
   const gs = groups();
@@ -88,10 +112,12 @@ export function renderAlerts() {
       const holding = g.alerts.every((a) => a.holding) ? ` · ${esc(t("alerts.holding"))}` : "";
       const eta = g.eta ? ` · <span data-eta-region="${esc(g.eta.alert.region)}" data-eta-type="${esc(g.type)}">${esc(fmtEta(g.eta.value))}</span>` : "";
       const causes = esc(fmtCauses([...g.causes].sort(), weapons));
+      // the hromadas of a group are listed only while it is open: a salvo puts 1,769 of them
+      // under alert, and rows nobody opened would only slow every redraw of the list
+      const key = `${g.root}|${g.type}`;
+      const open = openGroups.has(key);
       const leavesHtml = total > 1
-        ? `<details><summary>${esc(part)}</summary><ul class="leaves">${g.alerts
-            .map((a) => `<li>${esc(regionName(state.regions.get(a.region)))} — ${esc(t(`sev.${a.severity}`))}</li>`)
-            .join("")}</ul></details>`
+        ? `<details data-key="${esc(key)}"${open ? " open" : ""}><summary>${esc(part)}</summary><ul class="leaves">${open ? leafRows(g.alerts) : ""}</ul></details>`
         : "";
       return `<li class="alert-group sev-${esc(g.severity)}" data-root="${esc(g.root)}" data-type="${esc(g.type)}" tabindex="0">
         <span class="swatch" style="background:${TYPE_COLOR[g.type] || "#888"}"></span>
@@ -382,6 +408,8 @@ export function bindPanel(onRegion) {
     const li = ev.target.closest(".alert-group");
     if (li) onRegion(li.dataset.root, true);
   });
+  // "toggle" does not bubble: listen in the capture phase
+  $("alerts-list").addEventListener("toggle", onGroupToggle, true);
   $("tracks-list").addEventListener("click", (ev) => {
     const li = ev.target.closest(".track");
     if (li) flyTo(Number(li.dataset.lat), Number(li.dataset.lon), 8);
