@@ -57,6 +57,8 @@ MATRIX: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/api/v1/regions/locate"): (
         "reader", f"/api/v1/regions/locate?lat={LVIV[0]}&lon={LVIV[1]}", None),
     ("GET", "/api/v1/regions/{region_id}"): ("reader", f"/api/v1/regions/{LVIV_OBLAST}", None),
+    ("GET", "/api/v1/regions/{region_id}/recent"): (
+        "reader", f"/api/v1/regions/{LVIV_OBLAST}/recent", None),
     ("GET", "/api/v1/tracks/active"): ("reader", "/api/v1/tracks/active", None),
     ("GET", "/api/v1/levels"): ("reader", "/api/v1/levels", None),
     ("GET", "/api/v1/stream"): ("reader", "/api/v1/stream", None),

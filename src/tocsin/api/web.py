@@ -9,6 +9,8 @@
 - `GET /api/v1/whoami`: the name and role of the key a console was given.
 - `POST /api/v1/stream/ticket`: a single-use ticket that opens the stream on a `--private`
   server (see `tocsin.api.tickets`).
+- `GET /api/v1/regions/{id}/recent?days=7`: a region's last days of alerts with alert-hours,
+  for the region panel's timeline (see `tocsin.api.timeline`).
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ _POLYGONAL = ("Polygon", "MultiPolygon")
 
 def install(app: FastAPI) -> None:
     """Add the dashboard routes and its static files to `app`."""
-    from tocsin.api import tickets
+    from tocsin.api import tickets, timeline
 
     app.include_router(router)
     app.include_router(tickets.router)
+    app.include_router(timeline.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 

@@ -11,6 +11,7 @@ import { initConsole, toggleRegion, renderConsole, selectionActive } from "./con
 import { connect } from "./stream.js";
 import { initHere, here, render as renderHere } from "./here.js";
 import { loadLabels, initLabels, drawLabels, search } from "./labels.js";
+import { initSirens, refreshSoon as refreshSirens, render as renderSirens } from "./sirens.js";
 
 const $ = (id) => document.getElementById(id);
 let activeTab = "alerts";
@@ -144,6 +145,7 @@ function onEnvelope(env) {
   if (kind === "incidents") {
     mapview.drawIncidents();
     panel.renderIncidents();
+    if (env.type === "siren_fault") refreshSirens();
   }
   if (kind === "alerts" || kind === "threat") {
     repaintSoon();
@@ -230,6 +232,7 @@ async function start() {
   panel.renderAll();
   panel.loadSth();
   initHere(mapview.getMap());
+  initSirens(mapview.getMap());
   document.body.dataset.ready = "true";
 
   setInterval(() => {
@@ -245,6 +248,7 @@ async function start() {
     addLegend();
     panel.renderAll();
     renderConsole();
+    renderSirens();
   });
   selectTab(activeTab);
 }

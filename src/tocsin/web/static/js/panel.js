@@ -10,6 +10,7 @@ import { TYPE_COLOR, esc, flyToRegion, flyTo, incidentPosition } from "./map.js"
 const $ = (id) => document.getElementById(id);
 let currentRegion = null;
 let regionHistory = [];
+let regionRecent = null; // the last answer of /regions/{id}/recent
 let historyTimer = null;
 
 // --- alerts --------------------------------------------------------------------------------
@@ -192,6 +193,7 @@ export function renderIncidents() {
 export function showRegion(id) {
   currentRegion = id;
   regionHistory = [];
+  regionRecent = null;
   renderRegion();
   loadHistory();
 }
@@ -203,15 +205,21 @@ export function regionTouched(leaf) {
   historyTimer = setTimeout(loadHistory, 800);
 }
 
+// The last 7 days of the region and its parts, with alert-hours counted by the server (the
+// union of overlapping alerts), in one bounded read.
+const DAYS = 7;
+
 async function loadHistory() {
   const id = currentRegion;
   if (!id) return;
   try {
-    const data = await api(`/api/v1/alerts?region=${encodeURIComponent(id)}&limit=200`);
+    const data = await api(`/api/v1/regions/${encodeURIComponent(id)}/recent?days=${DAYS}`);
     if (id !== currentRegion) return;
     regionHistory = data.alerts;
+    regionRecent = data;
   } catch {
     regionHistory = [];
+    regionRecent = null;
   }
   renderRegion();
 }
@@ -249,11 +257,18 @@ export function renderRegion() {
     <h3>${esc(t("region.history"))}</h3>${historyList(region)}`;
 }
 
+function fmtHours(h) {
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: 1 }).format(h);
+}
+
+/** Lanes per alert type over the last 7 days, each day's alert-hours in figures below. */
 function timeline() {
-  const end = now();
-  const start = end - 24 * 3600 * 1000;
+  const rec = regionRecent;
+  if (!rec) return `<p class="muted">…</p>`;
+  const start = Date.parse(rec.since);
+  const end = Date.parse(rec.until);
   const span = end - start;
-  const types = [...new Set(regionHistory.map((r) => r.alert_type))];
+  const types = Object.keys(rec.by_type);
   const lanes = types
     .map((type) => {
       const segs = regionHistory
@@ -263,21 +278,27 @@ function timeline() {
           const e = Math.min(end, r.ended_at ? Date.parse(r.ended_at) : end);
           if (e < start || s > end) return "";
           const left = ((s - start) / span) * 100;
-          const width = Math.max(0.4, ((e - s) / span) * 100);
+          const width = Math.max(0.3, ((e - s) / span) * 100);
           return `<span class="seg" style="left:${left.toFixed(2)}%;width:${width.toFixed(2)}%;background:${TYPE_COLOR[type]}"></span>`;
         })
         .join("");
-      return `<div class="lane" title="${esc(t(`type.${type}`))}">${segs}</div>`;
+      // the type is named in words beside its lane: colour is never the only clue
+      return `<div class="lane-row"><span class="lane-name">${esc(t(`type.${type}`))} · ${esc(t("region.hours.n", { h: fmtHours(rec.by_type[type]) }))}</span>
+        <div class="lane" role="img" aria-label="${esc(t(`type.${type}`))}">${segs}</div></div>`;
     })
     .join("");
-  const hours = [0, 6, 12, 18, 24]
-    .map((h) => {
-      const d = new Date(start + h * 3600 * 1000);
-      const label = new Intl.DateTimeFormat(locale(), { hour: "2-digit", minute: "2-digit", hour12: false }).format(d);
-      return `<span style="left:${(h / 24) * 100}%">${label}</span>`;
+  const dayFmt = new Intl.DateTimeFormat(locale(), { weekday: "short", day: "numeric" });
+  const days = rec.days
+    .map((d) => {
+      const h = d.alert_hours;
+      const label = dayFmt.format(new Date(Date.parse(d.end) - 1));
+      return `<li data-hours="${h}"><span class="day-bar" style="height:${Math.min(100, (h / 24) * 100).toFixed(1)}%"></span>
+        <span class="day-h">${esc(fmtHours(h))}</span><span class="day-name">${esc(label)}</span></li>`;
     })
     .join("");
-  return `<div class="timeline">${lanes || '<div class="lane"></div>'}<div class="hours">${hours}</div></div>`;
+  return `<p id="region-hours" data-hours="${rec.alert_hours}"><strong>${esc(t("region.hours", { h: fmtHours(rec.alert_hours), d: DAYS }))}</strong>${rec.truncated ? ` <span class="muted">${esc(t("region.truncated"))}</span>` : ""}</p>
+    <div class="timeline week">${lanes || `<p class="muted">${esc(t("region.history.none"))}</p>`}</div>
+    <ol class="days" aria-label="${esc(t("region.days"))}">${days}</ol>`;
 }
 
 function historyList(region) {
