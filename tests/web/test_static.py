@@ -168,3 +168,30 @@ async def test_served_regions_have_geometry_and_counter_clockwise_exteriors(
     one = fc["features"][-1]["id"]
     region = (await client.get(f"/api/v1/regions/{one}")).json()
     assert all(_signed_area(r) > 0 for r in _exterior_rings(region["geometry"]))
+
+
+async def test_service_worker_and_manifest_are_served_from_the_root(client: Client) -> None:
+    sw = await client.get("/sw.js")
+    assert sw.status_code == 200 and sw.headers["content-type"].startswith("text/javascript")
+    m = await client.get("/manifest.webmanifest")
+    assert m.status_code == 200
+    assert m.headers["content-type"].startswith("application/manifest+json")
+    manifest = m.json()
+    assert manifest["start_url"] == "/" and manifest["display"] == "standalone"
+    for icon in manifest["icons"]:
+        assert (await client.get(icon["src"])).status_code == 200, icon["src"]
+    assert any(i["sizes"] == "512x512" for i in manifest["icons"])
+
+
+async def test_service_worker_keeps_every_file_the_page_loads(client: Client) -> None:
+    """sw.js lists its shell by hand: every module and stylesheet of the page must be in it,
+    or the page would open offline with a piece missing."""
+    sw = (await client.get("/sw.js")).text
+    shell = set(re.findall(r'"(/[^"]*)"', sw.split("const KEPT_API")[0]))
+    for path in sorted((STATIC_DIR / "js").glob("*.js")):
+        assert f"/static/js/{path.name}" in shell, path.name
+    for url in referenced((await client.get("/")).text):
+        # the report link is a live page of its own, not part of the map
+        assert url in shell or url.startswith("/api/"), url
+    for url in shell:
+        assert (await client.get(url)).status_code == 200, url

@@ -1,6 +1,8 @@
 """The dashboard's side of the API: the page itself, and the few reads only a map needs.
 
-- `/` and `/static/…`: the dashboard (no CDN, no tile server; Leaflet is vendored).
+- `/` and `/static/…`: the dashboard (no CDN, no tile server; Leaflet is vendored); `/sw.js`,
+  its service worker, and `/manifest.webmanifest`, which make it installable and let it open
+  while the server is briefly unreachable.
 - `GET /api/v1/info`: version, mode (a drill says `exercise`), the region set and its levels.
 - `GET /api/v1/map/regions?level=L`: one level of the region set as compact GeoJSON, simplified
   once per process and sent gzipped; the region set never changes while a server runs.
@@ -59,6 +61,21 @@ def install(app: FastAPI) -> None:
 async def index() -> FileResponse:
     """The dashboard page."""
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/sw.js", include_in_schema=False)
+async def service_worker() -> FileResponse:
+    """The page's service worker, served from the root so that its scope is the whole page."""
+    return FileResponse(STATIC_DIR / "sw.js", media_type="text/javascript",
+                        headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/manifest.webmanifest", include_in_schema=False)
+async def manifest() -> FileResponse:
+    """The web app manifest (installing the page on a phone's home screen)."""
+    return FileResponse(STATIC_DIR / "manifest.webmanifest",
+                        media_type="application/manifest+json",
+                        headers={"Cache-Control": "no-cache"})
 
 
 # --- region layers ----------------------------------------------------------------------------

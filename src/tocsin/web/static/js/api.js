@@ -24,6 +24,26 @@ export class ApiError extends Error {
   }
 }
 
+// Whether the server was reachable at the last call: false after a network error, or when
+// the answer was the service worker's copy (sw.js marks those with X-Tocsin-Offline).
+let offline = false;
+const reachListeners = [];
+
+export function isOffline() {
+  return offline;
+}
+
+/** Call `fn()` when reachability changes. */
+export function onReach(fn) {
+  reachListeners.push(fn);
+}
+
+export function setReachable(ok) {
+  if (offline === !ok) return;
+  offline = !ok;
+  for (const fn of reachListeners) fn();
+}
+
 /** GET or POST JSON; rejects with ApiError (status 0 when the server could not be reached). */
 export async function api(path, { method = "GET", body, key } = {}) {
   const headers = { Accept: "application/json" };
@@ -39,8 +59,10 @@ export async function api(path, { method = "GET", body, key } = {}) {
       cache: "no-store",
     });
   } catch (err) {
+    setReachable(false);
     throw new ApiError(0, { detail: String(err) });
   }
+  setReachable(res.headers.get("X-Tocsin-Offline") !== "1");
   let data = null;
   const text = await res.text();
   if (text) {

@@ -2,7 +2,8 @@
 // snapshot is read and what it brings meanwhile is applied after the snapshot, so no
 // transition falls between the two.
 
-import { api, ApiError, syncClock, now, readKey, setReadKey } from "./api.js";
+import { api, ApiError, syncClock, now, readKey, setReadKey, isOffline, setReachable } from "./api.js";
+import { initOffline, keepForOffline, offline, render as renderOffline } from "./offline.js";
 import { state, apply, setSnapshot } from "./state.js";
 import { t, has, setLang, applyStatic, onLangChange, regionName } from "./i18n.js";
 import * as mapview from "./map.js";
@@ -27,7 +28,9 @@ function setStatus(status) {
   if (status === "live" && conn.dataset.state === "down" && ready) refreshTracksSoon();
   conn.dataset.state = status;
   $("conn-text").textContent = t(`conn.${status}`);
-  $("stream-banner").hidden = status !== "down";
+  // offline, the offline banner says more than this one
+  $("stream-banner").hidden = status !== "down" || offline();
+  if (status === "live") setReachable(true);
 }
 
 function showMode(info) {
@@ -184,11 +187,13 @@ async function start() {
   $("panel-toggle").onclick = () => openPanel(document.body.classList.contains("panel-closed"));
   if (window.matchMedia("(max-width: 760px)").matches) openPanel(false);
   setStatus("connecting");
+  initOffline();
 
   let info;
   try {
     info = await infoWithKey();
-    syncClock(info.time);
+    // a copy kept by the service worker carries an old server time
+    if (!isOffline()) syncClock(info.time);
     state.info = info;
     state.levels = info.levels.map((l) => l.level);
     showMode(info);
@@ -211,13 +216,9 @@ async function start() {
     ? async () => (await api("/api/v1/stream/ticket", { method: "POST" })).ticket
     : null;
   connect({ onEnvelope, onStatus: setStatus, lastSeq: () => state.lastSeq, ticket });
+  keepForOffline(["/api/v1/info", ...state.levels.map((lv) => `/api/v1/map/regions?level=${encodeURIComponent(lv)}`)]);
   await waitOpen(3000);
-  const [active, levels, tracks, incidents] = await Promise.all([
-    api("/api/v1/alerts/active"),
-    api("/api/v1/levels"),
-    api("/api/v1/tracks/active"),
-    api("/api/v1/incidents?limit=100").catch(() => ({ incidents: [] })),
-  ]);
+  const [active, levels, tracks, incidents] = await snapshot();
   setSnapshot(active.alerts, levels.levels);
   state.tracks = tracks;
   state.tracksAt = now();
@@ -240,6 +241,7 @@ async function start() {
     mapview.tickTracks();
   }, 1000);
   onLangChange(() => {
+    renderOffline();
     setStatus($("conn").dataset.state);
     if (state.info) showMode(state.info);
     mapview.relabel();
@@ -251,6 +253,25 @@ async function start() {
     renderSirens();
   });
   selectTab(activeTab);
+}
+
+/** The live state to start from. While the server cannot be reached the map stays up,
+ * greyed under the offline banner, and the read is tried again every 3 s. */
+async function snapshot() {
+  for (;;) {
+    try {
+      return await Promise.all([
+        api("/api/v1/alerts/active"),
+        api("/api/v1/levels"),
+        api("/api/v1/tracks/active"),
+        api("/api/v1/incidents?limit=100").catch(() => ({ incidents: [] })),
+      ]);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 0) throw err;
+      document.body.dataset.ready = "offline";
+      await new Promise((ok) => setTimeout(ok, 3000));
+    }
+  }
 }
 
 /** The server's info; on a --private server, asks for a key until one is accepted. */
