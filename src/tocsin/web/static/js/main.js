@@ -320,7 +320,11 @@ function initSearch() {
   const pick = (lb) => {
     close();
     input.value = regionName(state.regions.get(lb.id) || { names: { uk: lb.uk, en: lb.en } });
-    onRegionClick(lb.id, true);
+    // in the console a pick selects the region: the keyboard's way to pick regions
+    if (activeTab === "operator") {
+      toggleRegion(lb.id);
+      mapview.flyToRegion(lb.id);
+    } else onRegionClick(lb.id, true);
   };
   const render = () => {
     list.replaceChildren();

@@ -429,6 +429,15 @@ export function bindPanel(onRegion) {
     const li = ev.target.closest(".alert-group");
     if (li) onRegion(li.dataset.root, true);
   });
+  // the rows are focusable: Enter or Space on one does what a click does
+  for (const id of ["alerts-list", "tracks-list", "incidents-list"]) {
+    $(id).addEventListener("keydown", (ev) => {
+      if ((ev.key === "Enter" || ev.key === " ") && ev.target.matches("li[tabindex]")) {
+        ev.preventDefault();
+        ev.target.click();
+      }
+    });
+  }
   // "toggle" does not bubble: listen in the capture phase
   $("alerts-list").addEventListener("toggle", onGroupToggle, true);
   $("tracks-list").addEventListener("click", (ev) => {
