@@ -30,6 +30,11 @@ export function initConsole() {
   $("confirm-cancel").onclick = closeConfirm;
   $("confirm").addEventListener("keydown", (ev) => {
     if (ev.key === "Escape") closeConfirm();
+    // a modal dialog keeps the focus: Tab cycles between its two buttons
+    if (ev.key === "Tab") {
+      ev.preventDefault();
+      (document.activeElement === $("confirm-send") ? $("confirm-cancel") : $("confirm-send")).focus();
+    }
   });
   $("op-selection").addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-region]");
@@ -171,6 +176,7 @@ function review() {
 function closeConfirm() {
   $("confirm").hidden = true;
   pending = null;
+  $("op-review").focus(); // back where the keyboard user left off
 }
 
 async function send() {
