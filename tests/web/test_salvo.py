@@ -44,26 +44,32 @@ MEASURE = """async (severity) => {
         time, causes: ["salvo"], eta_s: 300 });
   const want = end ? "none" : severity;
   const groups = () => document.querySelectorAll("#alerts-list .alert-group").length;
+  // A message posted from an animation frame is handled once that frame has been rendered:
+  // the first frame whose callbacks find the new state on the map (in the list) tells when
+  // the map (the list) was on screen.
+  const after = () => new Promise((ok) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => ok(performance.now());
+    ch.port2.postMessage(0);
+  });
+  let map = null;
+  let list = null;
   const t0 = performance.now();
   tocsin.ingest(batch);
   await new Promise((ok) => {
     const check = () => {
-      const painted = document.querySelectorAll(`path[data-state="${want}"]`).length;
-      if (painted >= hromadas.length && (groups() > 0) !== end) ok();
-      else requestAnimationFrame(check);
+      if (!map && document.querySelectorAll(`path[data-state="${want}"]`).length >= hromadas.length)
+        map = after();
+      if (!list && (groups() > 0) !== end) list = after();
+      if (map && list) ok(); else requestAnimationFrame(check);
     };
     requestAnimationFrame(check);
   });
-  // a task posted from the next animation frame runs after that frame has been rendered
-  const t1 = await new Promise((ok) => {
-    const ch = new MessageChannel();
-    ch.port1.onmessage = () => ok(performance.now());
-    requestAnimationFrame(() => ch.port2.postMessage(0));
-  });
+  const [tMap, tList] = await Promise.all([map, list]);
   await new Promise((ok) => setTimeout(ok, 300));  // let late long tasks be reported
   obs.disconnect();
-  return { n: hromadas.length, ms: t1 - t0, long, groups: groups(),
-           summary: document.getElementById("summary").textContent };
+  return { n: hromadas.length, map: tMap - t0, list: tList - t0, ms: Math.max(tMap, tList) - t0,
+           long, groups: groups(), summary: document.getElementById("summary").textContent };
 }"""
 
 
@@ -85,8 +91,8 @@ def test_every_hromada_at_once_repaints_within_budget(
     for severity in ROUNDS:
         r = page.evaluate(MEASURE, severity)
         results.append((severity, r))
-        print(f"salvo {severity}: {r['n']} hromadas painted in {r['ms']:.0f} ms; "
-              f"long tasks (ms): {[round(x) for x in r['long']]}")
+        print(f"salvo {severity}: {r['n']} hromadas, map on screen in {r['map']:.0f} ms, "
+              f"list in {r['list']:.0f} ms; long tasks (ms): {[round(x) for x in r['long']]}")
         assert r["n"] == 1769
         if severity == "end":
             assert r["groups"] == 0
