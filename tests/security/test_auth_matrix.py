@@ -49,6 +49,8 @@ MATRIX: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/docs/oauth2-redirect"): ("open", "/docs/oauth2-redirect", None),
     ("GET", "/redoc"): ("open", "/redoc", None),
     ("GET", "/"): ("open", "/", None),
+    ("GET", "/sw.js"): ("open", "/sw.js", None),
+    ("GET", "/manifest.webmanifest"): ("open", "/manifest.webmanifest", None),
     ("GET", "/static"): ("open", "/static/js/main.js", None),
     ("POST", "/api/v1/events"): ("sensor", "/api/v1/events", "detection"),
     ("GET", "/api/v1/alerts/active"): ("reader", "/api/v1/alerts/active", None),
