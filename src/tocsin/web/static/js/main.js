@@ -3,7 +3,7 @@
 // transition falls between the two.
 
 import { api, ApiError, syncClock, now, readKey, setReadKey, isOffline, setReachable } from "./api.js";
-import { initOffline, keepForOffline, offline, render as renderOffline } from "./offline.js";
+import { initOffline, keepForOffline, offline, setLive, render as renderOffline } from "./offline.js";
 import { state, apply, setSnapshot } from "./state.js";
 import { t, has, setLang, applyStatic, onLangChange, regionName } from "./i18n.js";
 import * as mapview from "./map.js";
@@ -219,6 +219,7 @@ async function start() {
   keepForOffline(["/api/v1/info", ...state.levels.map((lv) => `/api/v1/map/regions?level=${encodeURIComponent(lv)}`)]);
   await waitOpen(3000);
   const [active, levels, tracks, incidents] = await snapshot();
+  setLive(true);
   setSnapshot(active.alerts, levels.levels);
   state.tracks = tracks;
   state.tracksAt = now();

@@ -1,6 +1,6 @@
 // Installable and resilient: registers the service worker (sw.js), keeps the region layers for
-// it, and shows the offline banner while the server cannot be reached — whether the browser
-// knows it is offline or the server's answers come from the service worker's copy.
+// it, and shows the offline banner while the page has opened without the server — whether the
+// browser knows it is offline or the server's answers come from the service worker's copy.
 
 import { onReach, isOffline, readKey } from "./api.js";
 import { t } from "./i18n.js";
@@ -14,8 +14,18 @@ export function onOfflineChange(fn) {
   listeners.push(fn);
 }
 
+// Once the page holds the live state, losing the server is the stream banner's to tell (the
+// alerts on show are real, only maybe out of date); this banner is for a page that opened
+// without the server and shows no alerts at all.
+let live = false;
+
+export function setLive(on) {
+  live = on;
+  render();
+}
+
 export function offline() {
-  return isOffline() || navigator.onLine === false;
+  return !live && (isOffline() || navigator.onLine === false);
 }
 
 export function render() {
