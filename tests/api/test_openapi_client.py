@@ -162,6 +162,7 @@ def test_every_call_of_a_generated_client(live: tuple[str, str], generated: Any)
         "inclusion_api_v1_log_proof_inclusion_get": ((), {"index": 0}),
         "locate_api_v1_regions_locate_get": ((), {"lat": 49.99, "lon": 36.23}),
         "region_api_v1_regions_region_id_get": ((KHARKIV_OBLAST,), {}),
+        "recent_api_v1_regions_region_id_recent_get": ((KHARKIV_OBLAST,), {}),
         "ua_region_alerts_api_v3_alerts_region_id_get": (("22",), {}),
         "test_siren_api_v1_sirens_siren_id_test_post": (("no-such-siren",), {}),
     }

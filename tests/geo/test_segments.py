@@ -48,6 +48,16 @@ def test_holes_parts_and_repeated_vertices() -> None:
         assert np.array_equal(geos, ours), (x, y, geos, ours)
 
 
+
+def test_a_speck_whose_vertices_coincide_is_measured_to_its_point() -> None:
+    # a fuzzed region set had a leaf 1e-9 degrees wide: projected, every vertex is one point
+    speck = shapely.Polygon([(5, 5), (5, 5), (5, 5), (5, 5)])
+    polygons = np.array([shapely.box(0, 0, 1, 1), speck, shapely.box(8, 8, 9, 9)], dtype=object)
+    segments = Segments(polygons)
+    for x, y in [(5, 5), (6, 7), (0.5, 0.5), (-3, 2)]:
+        geos, ours = _geos_and_ours(polygons, segments, float(x), float(y))
+        assert np.array_equal(geos, ours), (x, y, geos, ours)
+
 @settings(max_examples=60, deadline=None)
 @given(st.floats(-1.0, 1.0), st.floats(-1.0, 1.0), st.floats(1.0, 1.5))
 def test_a_disc_past_the_sets_reach_holds_every_leaf(fx: float, fy: float, more: float) -> None:

@@ -30,6 +30,7 @@ sorts by id, and the lowest index on a border is the lowest id.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -133,7 +134,10 @@ class LeafIndex:
         inner = shapely.get_coordinates(shapely.point_on_surface(self._planar))
         self._rx, self._ry = inner[:, 0].copy(), inner[:, 1].copy()
         self._hull_lon, self._hull_lat = self._hull(coords)
-        self._segments = Segments(self._planar)
+        # GEOS measures a set with a leaf that has no boundary at all (nothing does otherwise)
+        self._segments: Segments | None = None
+        with contextlib.suppress(ValueError):
+            self._segments = Segments(self._planar)
 
     def _hull(self, coords: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Lon/lat vertices of the planar convex hull of all leaves."""
@@ -246,7 +250,7 @@ class LeafIndex:
         if self.frame.conic:
             # An origin inside a leaf gives exactly 0, which the scale factor keeps.
             planar: FloatArray
-            if found.size >= MIN_LEAVES:
+            if found.size >= MIN_LEAVES and self._segments is not None:
                 inside = self._tree.query(point, predicate="intersects")
                 planar = self._segments.distances(float(origin[0]), float(origin[1]),
                                                   inside)[found]

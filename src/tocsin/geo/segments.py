@@ -48,8 +48,15 @@ class Segments:
         vertex_owner = part_owner[ring_part][vertex_ring]
         # a segment joins two consecutive vertices of one ring (rings are closed); one of
         # length 0 is left out: its distance is that of an end it shares with a neighbour
-        same = vertex_ring[1:] == vertex_ring[:-1]
-        same &= (coords[1:] != coords[:-1]).any(axis=1)
+        ring = vertex_ring[1:] == vertex_ring[:-1]
+        same = ring & (coords[1:] != coords[:-1]).any(axis=1)
+        # ... unless a polygon has nothing else (a speck whose vertices all coincide once
+        # projected): one zero-length segment stands for it, measured as GEOS does, to its end
+        lone = np.setdiff1d(vertex_owner[:-1][ring], vertex_owner[:-1][same])
+        if lone.size:
+            first = np.flatnonzero(ring & np.isin(vertex_owner[:-1], lone))
+            keep = first[np.flatnonzero(np.diff(vertex_owner[:-1][first], prepend=-1))]
+            same[keep] = True
         self._same = same
         a, b = coords[:-1][same], coords[1:][same]
         self._owner: IndexArray = vertex_owner[:-1][self._same]
@@ -58,8 +65,11 @@ class Segments:
         self._ax, self._ay = a[:, 0].copy(), a[:, 1].copy()
         self._bx, self._by = b[:, 0].copy(), b[:, 1].copy()
         self._dx, self._dy = self._bx - self._ax, self._by - self._ay
-        self._len2 = self._dx * self._dx + self._dy * self._dy
-        self._half = (np.sqrt(self._len2) / 2.0 + _ABS_M).astype(np.float32)
+        len2 = self._dx * self._dx + self._dy * self._dy
+        # GEOS measures a zero-length segment to its end: with dx = dy = 0 and any nonzero
+        # divisor the projection factor is 0, which picks that end below
+        self._len2 = np.where(len2 > 0.0, len2, 1.0)
+        self._half = (np.sqrt(len2) / 2.0 + _ABS_M).astype(np.float32)
         self._starts: IndexArray = np.flatnonzero(np.diff(self._owner, prepend=-1))
         if self._starts.size != self._n:
             raise ValueError("every polygon needs at least one segment")
