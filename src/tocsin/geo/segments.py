@@ -2,9 +2,10 @@
 
 GEOS measures a point against a polygon segment by segment: each costs the same, so a disc over
 every hromada (a missile first seen without a heading) walks all 59,000 segments of the set for
-about 1 ms. Here the segments of all leaves are kept as arrays, and one pass over their end
-points finds, per leaf, the nearest vertex `u`. A segment of length `l` can be nearer than `u`
-only if one of its ends is within `u + l/2`, which leaves about one segment in eight; those get
+about 1 ms. Here the segments of all leaves are kept as arrays, and one pass over their
+midpoints finds, per leaf, the nearest midpoint `u`: a point of the boundary, so the leaf is no
+farther than `u`. A segment of length `l` whose midpoint is `m` away is at least `m - l/2` away,
+so only those with `m <= u + l/2` can hold the nearest point, about one in ten; those get
 GEOS's own point-to-segment formula (`Distance::pointToSegment`), step for step, so every
 distance is the same float GEOS gives, and the minimum per leaf is GEOS's answer. A point
 inside a leaf gives 0 there, as GEOS does; the caller says which leaves contain it.
@@ -23,7 +24,7 @@ __all__ = ["MIN_LEAVES", "Segments"]
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.intp]
 
-# Below this many leaves, GEOS on the leaves alone beats a pass over every vertex of the set.
+# Below this many leaves, GEOS on the leaves alone beats a pass over every segment of the set.
 MIN_LEAVES = 600
 # The pruning pass runs in float32 (half the memory to stream): its bound is widened by this
 # much, far more than float32 rounding moves a distance of a few thousand kilometres (< 1 m),
@@ -34,11 +35,11 @@ _REL, _ABS_M = 1e-5, 2.0
 class Segments:
     """The boundary segments of a set of planar polygons, grouped by polygon."""
 
-    __slots__ = ("_ax", "_ay", "_bx", "_by", "_dx", "_dy", "_half", "_len2", "_n", "_owner",
-                 "_same", "_starts", "_vx", "_vy")
+    __slots__ = ("_ax", "_ay", "_bx", "_by", "_counts", "_dx", "_dy", "_half", "_len2", "_mx",
+                 "_my", "_n", "_owner", "_starts")
 
-    _vx: NDArray[np.float32]
-    _vy: NDArray[np.float32]
+    _mx: NDArray[np.float32]
+    _my: NDArray[np.float32]
     _half: NDArray[np.float32]
 
     def __init__(self, polygons: NDArray[np.object_]) -> None:
@@ -46,43 +47,34 @@ class Segments:
         rings, ring_part = shapely.get_rings(parts, return_index=True)
         coords, vertex_ring = shapely.get_coordinates(rings, return_index=True)
         vertex_owner = part_owner[ring_part][vertex_ring]
-        # a segment joins two consecutive vertices of one ring (rings are closed); one of
-        # length 0 is left out: its distance is that of an end it shares with a neighbour
+        # a segment joins two consecutive vertices of one ring (rings are closed); GEOS
+        # measures one of length 0 too, to its end, and so does the exact step below
         ring = vertex_ring[1:] == vertex_ring[:-1]
-        same = ring & (coords[1:] != coords[:-1]).any(axis=1)
-        # ... unless a polygon has nothing else (a speck whose vertices all coincide once
-        # projected): one zero-length segment stands for it, measured as GEOS does, to its end
-        lone = np.setdiff1d(vertex_owner[:-1][ring], vertex_owner[:-1][same])
-        if lone.size:
-            first = np.flatnonzero(ring & np.isin(vertex_owner[:-1], lone))
-            keep = first[np.flatnonzero(np.diff(vertex_owner[:-1][first], prepend=-1))]
-            same[keep] = True
-        self._same = same
-        a, b = coords[:-1][same], coords[1:][same]
-        self._owner: IndexArray = vertex_owner[:-1][self._same]
+        a, b = coords[:-1][ring], coords[1:][ring]
+        self._owner: IndexArray = vertex_owner[:-1][ring]
         self._n = len(polygons)
-        self._vx, self._vy = coords[:, 0].astype(np.float32), coords[:, 1].astype(np.float32)
         self._ax, self._ay = a[:, 0].copy(), a[:, 1].copy()
         self._bx, self._by = b[:, 0].copy(), b[:, 1].copy()
         self._dx, self._dy = self._bx - self._ax, self._by - self._ay
         len2 = self._dx * self._dx + self._dy * self._dy
-        # GEOS measures a zero-length segment to its end: with dx = dy = 0 and any nonzero
-        # divisor the projection factor is 0, which picks that end below
+        # with dx = dy = 0 and any nonzero divisor the projection factor is 0: the end
         self._len2 = np.where(len2 > 0.0, len2, 1.0)
         self._half = (np.sqrt(len2) / 2.0 + _ABS_M).astype(np.float32)
+        self._mx = ((self._ax + self._bx) / 2.0).astype(np.float32)
+        self._my = ((self._ay + self._by) / 2.0).astype(np.float32)
         self._starts: IndexArray = np.flatnonzero(np.diff(self._owner, prepend=-1))
         if self._starts.size != self._n:
             raise ValueError("every polygon needs at least one segment")
+        self._counts: IndexArray = np.diff(np.append(self._starts, self._owner.size))
 
     def distances(self, x: float, y: float, inside: IndexArray) -> FloatArray:
         """Distance from (x, y) to every polygon, 0 for the `inside` ones; GEOS's floats."""
-        vx, vy = np.float32(x) - self._vx, np.float32(y) - self._vy
-        d2 = vx * vx + vy * vy
-        # the nearer end of each segment, and the nearest vertex of each polygon
-        near2 = np.minimum(d2[:-1], d2[1:])[self._same]
-        u = np.sqrt(np.minimum.reduceat(near2, self._starts))
-        bound = u[self._owner] + self._half
-        cand = np.flatnonzero(near2 <= bound * bound * np.float32(1.0 + _REL))
+        mx, my = np.float32(x) - self._mx, np.float32(y) - self._my
+        m2 = mx * mx + my * my
+        u = np.sqrt(np.minimum.reduceat(m2, self._starts))
+        # runs of one owner are contiguous: a repeat streams where a gather would jump
+        bound = np.repeat(u, self._counts) + self._half
+        cand = np.flatnonzero(m2 <= bound * bound * np.float32(1.0 + _REL))
         ax, ay, bx, by = self._ax[cand], self._ay[cand], self._bx[cand], self._by[cand]
         dx, dy, len2 = self._dx[cand], self._dy[cand], self._len2[cand]
         # GEOS Distance::pointToSegment: the projection factor, then an end or the foot
