@@ -124,8 +124,18 @@ def test_operator_console_by_keyboard_alone(server: Server, page_factory: Any) -
     """Only Tab and Enter move and act (typing fills the fields)."""
     p: Page = page_factory(server, viewport={"width": 1280, "height": 800})
     page = p.open()
-    press_until(page, "[data-tab=operator]")
-    page.keyboard.press("Enter")
+    # the tab bar is one tab stop; the arrows, Home and End move within it and select
+    press_until(page, "[role=tab][aria-selected=true]")
+    assert page.locator("[role=tab][tabindex='0']").count() == 1
+    page.keyboard.press("ArrowLeft")  # wraps round to the last tab, the console
+    assert page.locator("#tab-operator").is_visible()
+    assert page.evaluate("() => document.activeElement.dataset.tab") == "operator"
+    page.keyboard.press("Home")
+    assert page.locator("#tab-alerts").is_visible()
+    page.keyboard.press("ArrowRight")
+    assert page.locator("#tab-tracks").is_visible()
+    assert page.locator("#tab-alerts").is_hidden()
+    page.keyboard.press("End")
     assert page.locator("#tab-operator").is_visible()
     press_until(page, "#op-key")
     page.keyboard.type(server.keys["operator"])

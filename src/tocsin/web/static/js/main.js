@@ -48,13 +48,28 @@ function showMode(info) {
 function selectTab(name) {
   activeTab = name;
   for (const b of document.querySelectorAll("[data-tab]")) {
-    b.setAttribute("aria-selected", String(b.dataset.tab === name));
+    const on = b.dataset.tab === name;
+    b.setAttribute("aria-selected", String(on));
+    // one tab stop for the whole bar; the arrows move within it (WAI-ARIA tabs pattern)
+    b.tabIndex = on ? 0 : -1;
   }
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
   // the map selects regions for the console only while the console is open
   document.body.classList.toggle("operator-mode", name === "operator");
   selectionActive(name === "operator");
   if (name === "log") panel.loadSth();
+}
+
+function onTabKey(ev) {
+  const tabs = [...document.querySelectorAll("[role=tab]")];
+  const at = tabs.indexOf(document.activeElement);
+  if (at < 0) return;
+  const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: tabs.length - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  const tab = tabs[(to + tabs.length) % tabs.length];
+  selectTab(tab.dataset.tab);
+  tab.focus();
 }
 
 function openPanel(open) {
@@ -184,6 +199,7 @@ async function start() {
   applyStatic(document);
   for (const b of document.querySelectorAll("[data-lang]")) b.onclick = () => setLang(b.dataset.lang);
   for (const b of document.querySelectorAll("[data-tab]")) b.onclick = () => selectTab(b.dataset.tab);
+  document.querySelector("[role=tablist]").addEventListener("keydown", onTabKey);
   $("panel-toggle").onclick = () => openPanel(document.body.classList.contains("panel-closed"));
   if (window.matchMedia("(max-width: 760px)").matches) openPanel(false);
   setStatus("connecting");
