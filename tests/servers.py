@@ -25,6 +25,21 @@ __all__ = [
 ]
 
 
+MQTT_BROKER = "mqtt://127.0.0.1:1883"
+
+
+def mqtt_broker() -> str:
+    """The real Mosquitto's URL; skips loudly when it cannot be reached."""
+    import pytest  # only the tests that need a broker pull pytest in here
+
+    try:
+        socket.create_connection(("127.0.0.1", 1883), 2).close()
+    except OSError as exc:
+        pytest.skip(f"SKIPPED LOUDLY: no MQTT broker at 127.0.0.1:1883 ({exc}); start it with "
+                    "`mosquitto -d -c /etc/mosquitto/mosquitto.conf`")
+    return MQTT_BROKER
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (yet)."""
     with socket.socket() as s:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -15,24 +14,20 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import servers
 from tests.api.helpers import KHARKIV, Api, event, wait_until
 from tocsin.geo import RegionSet
 from tocsin.outputs.sirens import parse_broker_url, topic
 from tocsin.store.admin import AdminStore, SirenRecord
 
-BROKER = "mqtt://127.0.0.1:1883"
+BROKER = servers.MQTT_BROKER
 Start = Callable[..., AbstractAsyncContextManager[Api]]
 
 
 @pytest.fixture
 def broker() -> str:
     """The real Mosquitto; skips loudly when it cannot be reached."""
-    try:
-        socket.create_connection(("127.0.0.1", 1883), 2).close()
-    except OSError as exc:
-        pytest.skip(f"SKIPPED LOUDLY: no MQTT broker at 127.0.0.1:1883 ({exc}); start it with "
-                    "`mosquitto -d -c /etc/mosquitto/mosquitto.conf`")
-    return BROKER
+    return servers.mqtt_broker()
 
 
 async def scrape(api: Api) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import servers
 from tests.api.helpers import KHARKIV, KHARKIV_OBLAST, Api, wait_until
 from tests.servers import run_cli
 from tocsin import __version__
@@ -100,11 +101,7 @@ def test_serve_on_a_taken_port_fails_without_claiming_to_serve(tmp_path: Path) -
 @pytest.mark.anyio
 async def test_odd_acknowledgements_are_logged(start: Start, tmp_path: Path,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 1883), 2).close()
-    except OSError as exc:
-        pytest.skip(f"SKIPPED LOUDLY: no MQTT broker at 127.0.0.1:1883 ({exc})")
-    broker = "mqtt://127.0.0.1:1883"
+    broker = servers.mqtt_broker()
     sid = f"odd{secrets.token_hex(3)}"
     caplog.set_level(logging.INFO, logger="tocsin.sirens")
     async with start(mqtt_url=broker) as api:

@@ -9,7 +9,6 @@ fails the first test, so a new output comes with its observation.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests import servers
 from tests.api.fixtures import anyio_backend
 from tests.api.helpers import FakeClock
 from tests.engine.helpers import T0, detection, event
@@ -29,7 +29,7 @@ from tocsin.service import Service
 
 __all__ = ["anyio_backend"]
 
-BROKER = "mqtt://127.0.0.1:1883"
+BROKER = servers.MQTT_BROKER
 LVIV_OBLAST = "UA46000000000026241"
 NEAR_KHARKIV = (50.25, 36.70)
 ODESA = (46.48, 30.73)
@@ -37,12 +37,7 @@ FEED_TIME = "2026-11-25T02:00:00Z"
 
 
 def _broker() -> str:
-    try:
-        socket.create_connection(("127.0.0.1", 1883), 2).close()
-    except OSError as exc:
-        pytest.skip(f"SKIPPED LOUDLY: no MQTT broker at 127.0.0.1:1883 ({exc}); start it with "
-                    "`mosquitto -d -c /etc/mosquitto/mosquitto.conf`")
-    return BROKER
+    return servers.mqtt_broker()
 
 
 def _plain(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from tests import servers
 from tests.api.helpers import KHARKIV, LVIV, Api, wait_until
 from tests.engine.helpers import event
 from tocsin.cli import main
@@ -26,18 +26,13 @@ from tocsin.outputs.sirensim import simulate_sirens
 from tocsin.store.admin import AdminStore, SirenRecord
 
 Start = Callable[..., AbstractAsyncContextManager[Api]]
-BROKER = "mqtt://127.0.0.1:1883"
+BROKER = servers.MQTT_BROKER
 
 
 @pytest.fixture(scope="module")
 def broker() -> str:
     """The real Mosquitto; skips loudly when it cannot be reached."""
-    try:
-        socket.create_connection(("127.0.0.1", 1883), 2).close()
-    except OSError as exc:
-        pytest.skip(f"SKIPPED LOUDLY: no MQTT broker at 127.0.0.1:1883 ({exc}); start it with "
-                    "`mosquitto -d -c /etc/mosquitto/mosquitto.conf`")
-    return BROKER
+    return servers.mqtt_broker()
 
 
 @asynccontextmanager
