@@ -83,51 +83,29 @@ export function initMap(el, { bounds, onRegionClick }) {
 // document-wide, so every path of Leaflet's renderer can use them.
 function addPatterns() {
   const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("width", "0");
-  svg.setAttribute("height", "0");
-  svg.setAttribute("aria-hidden", "true");
-  svg.style.position = "absolute";
-  const defs = document.createElementNS(ns, "defs");
+  const el = (tag, attrs, ...children) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    e.append(...children);
+    return e;
+  };
+  const defs = el("defs", {});
   for (const [type, color] of Object.entries(TYPE_COLOR)) {
     for (const [sev, strength] of Object.entries(SEV_STRENGTH)) {
-      const p = document.createElementNS(ns, "pattern");
-      p.setAttribute("id", `hatch-${type}-${sev}`);
-      p.setAttribute("patternUnits", "userSpaceOnUse");
-      p.setAttribute("width", "9");
-      p.setAttribute("height", "9");
-      p.setAttribute("patternTransform", "rotate(45)");
-      const bg = document.createElementNS(ns, "rect");
-      bg.setAttribute("width", "9");
-      bg.setAttribute("height", "9");
-      bg.setAttribute("fill", CALM);
-      const stripe = document.createElementNS(ns, "rect");
-      stripe.setAttribute("width", "4.5");
-      stripe.setAttribute("height", "9");
-      stripe.setAttribute("fill", mix(color, strength));
-      p.append(bg, stripe);
-      defs.append(p);
+      defs.append(el("pattern", { id: `hatch-${type}-${sev}`, patternUnits: "userSpaceOnUse",
+                                  width: 9, height: 9, patternTransform: "rotate(45)" },
+        el("rect", { width: 9, height: 9, fill: CALM }),
+        el("rect", { width: 4.5, height: 9, fill: mix(color, strength) })));
     }
     // a pre-alert over the whole region: dots of the type's colour, so it is told from an
     // alert by pattern, not only by a paler shade
-    const d = document.createElementNS(ns, "pattern");
-    d.setAttribute("id", `dots-${type}`);
-    d.setAttribute("patternUnits", "userSpaceOnUse");
-    d.setAttribute("width", "8");
-    d.setAttribute("height", "8");
-    const dbg = document.createElementNS(ns, "rect");
-    dbg.setAttribute("width", "8");
-    dbg.setAttribute("height", "8");
-    dbg.setAttribute("fill", mix(color, SEV_STRENGTH.pre_alert));
-    const dot = document.createElementNS(ns, "circle");
-    dot.setAttribute("cx", "4");
-    dot.setAttribute("cy", "4");
-    dot.setAttribute("r", "1.6");
-    dot.setAttribute("fill", mix(color, 0.9));
-    d.append(dbg, dot);
-    defs.append(d);
+    defs.append(el("pattern", { id: `dots-${type}`, patternUnits: "userSpaceOnUse", width: 8,
+                                height: 8 },
+      el("rect", { width: 8, height: 8, fill: mix(color, SEV_STRENGTH.pre_alert) }),
+      el("circle", { cx: 4, cy: 4, r: 1.6, fill: mix(color, 0.9) })));
   }
-  svg.append(defs);
+  const svg = el("svg", { width: 0, height: 0, "aria-hidden": "true" }, defs);
+  svg.style.position = "absolute";
   document.body.append(svg);
 }
 
