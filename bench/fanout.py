@@ -1,9 +1,11 @@
 """Fan-out: tocsin's SSE stream to N clients against Mosquitto delivering to N MQTT subscribers,
 and the memory of `tocsin serve` holding 10,000 streams with every region under alert.
 
-    python bench/fanout.py [--clients 1000,10000] [--procs 2] [--workers 1,2] [--hold 10000]
+    python bench/fanout.py [--clients 1000,10000] [--procs 2] [--rounds 3] [--workers 1,2]
+                           [--hold 10000] [--baseline-src DIR]
 
-One run, on this machine, for each N in turn:
+One run, on this machine, for each N in turn, `--rounds` times (SSE then MQTT in each round, so
+each ratio is of two fan-outs made one after the other; the tables give medians over rounds):
 
 * SSE: `bench/stream.py`'s fan-out: N raw-socket SSE clients on `/api/v1/stream` of a fresh
   `tocsin serve` (rate limits lifted), one detection POSTed; per client, the time from just
@@ -20,9 +22,13 @@ One run, on this machine, for each N in turn:
 Clients of both run in `--procs` worker processes on the same machine and stop reading after
 the first message, as the SSE clients do. Times are CLOCK_MONOTONIC, shared by all processes.
 
-Stream workers: for each count in `--workers`, the server is restarted with
-`--stream-workers W`, and the largest client count connects to the workers' shared port
+Stream workers: in each round, for each count in `--workers` in turn, the server is restarted
+with `--stream-workers W`, and the largest client count connects to the workers' shared port
 instead (each worker tails the committed log; the kernel spreads connections over them).
+
+Before/after: with `--baseline-src DIR` (the `src` directory of another checkout, e.g. a `git
+worktree` of an earlier commit), each round also fans out from a server run from that code
+(`PYTHONPATH=DIR`) on the same data, right after this code's fan-out.
 
 Memory: after the fan-outs, an operator raises `air_raid` on all 27 oblasts (every one of the
 1,769 hromadas under alert); the server is restarted (it rebuilds that state from the log),
@@ -39,6 +45,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -252,21 +259,10 @@ def mqtt_fan_out(broker: Mosquitto, n: int, procs: int, payload: bytes, marker: 
             "all_ms": round(max(lat), 1) if len(lat) == n else None}
 
 
-def sse_payload(server: sse.Server, key: str, track: str, count: int) -> bytes:
-    """The bytes an SSE client received for the detection of `track` (its whole batch).
-
-    The detection is posted again, which gives its seq (a duplicate changes nothing); its
-    `count` transitions follow it in the log, and a stream resumed there replays them.
-    """
-    ev = {"id": f"fan-{track}", "type": "detection", "time": sse.stamp(-0.2), "source": "bench",
-          "track": track}
-    r = httpx.post(server.base + "/api/v1/events", timeout=30,
-                   json={**ev, "object": "drone", "weapon": "shahed-136", "heading_deg": 230,
-                         "position": {"lat": sse.NEAR_KHARKIV[0], "lon": sse.NEAR_KHARKIV[1]}},
-                   headers={"Authorization": f"Bearer {key}"})
-    (accepted,) = r.json()["accepted"]
-    assert accepted["duplicate"], accepted
-    first, last = accepted["seq"] + 1, accepted["seq"] + count
+def sse_payload(server: sse.Server, seq: int, count: int) -> bytes:
+    """The bytes an SSE client received for the detection logged at `seq` (its whole batch):
+    its `count` transitions follow it in the log, and a stream resumed there replays them."""
+    first, last = seq + 1, seq + count
     end_marker = f"id: {last}\n".encode()
     out = b""
     with httpx.stream("GET", server.base + "/api/v1/stream", params={"since": first - 1},
@@ -315,59 +311,120 @@ def hold(server: sse.Server, port: int, n: int, procs: int) -> dict[str, Any]:
     return {"clients": n, "connected": connected, "rss_mb": round(now), "hwm_mb": round(peak)}
 
 
+def _med(values: list[Any]) -> Any:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def summarise(n: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds of one client count, each ratio taken within its round."""
+    sse_all = [r["sse"]["all_ms"] for r in rounds]
+    mqtt_all = [r["mqtt"]["all_ms"] for r in rounds]
+    net = [r["sse"]["all_ms"] - r["sse"]["ack_ms"] if r["sse"]["all_ms"] else None
+           for r in rounds]
+    ratio = [a / b if a and b else None for a, b in zip(sse_all, mqtt_all, strict=True)]
+    ratio_net = [a / b if a and b else None for a, b in zip(net, mqtt_all, strict=True)]
+    out: dict[str, Any] = {
+        "clients": n, "rounds": rounds, "payload_bytes": rounds[0]["mqtt"]["payload_bytes"],
+        "sse_p50_ms": _med([r["sse"]["p50_ms"] for r in rounds]),
+        "sse_p99_ms": _med([r["sse"]["p99_ms"] for r in rounds]),
+        "sse_all_ms": _med(sse_all), "sse_ack_ms": _med([r["sse"]["ack_ms"] for r in rounds]),
+        "sse_fanout_only_ms": _med(net),
+        "mqtt_p50_ms": _med([r["mqtt"]["p50_ms"] for r in rounds]),
+        "mqtt_all_ms": _med(mqtt_all), "ratio_all": _med(ratio),
+        "ratio_fanout_only": _med(ratio_net),
+        "sse_all_each": sse_all, "mqtt_all_each": mqtt_all,
+        "ratio_each": [round(x, 2) if x else None for x in ratio],
+        "sse_cpu_each": [r["sse"]["server_cpu_ms"] for r in rounds],
+        "load_each": [round(r["load"][0], 1) for r in rounds],
+    }
+    if all(r["baseline"] for r in rounds):
+        before = [r["baseline"]["all_ms"] for r in rounds]
+        out["baseline_all_ms"] = _med(before)
+        out["baseline_cpu_each"] = [r["baseline"]["server_cpu_ms"] for r in rounds]
+        out["baseline_all_each"] = before
+        out["ratio_baseline"] = _med([a / b if a and b else None
+                                      for a, b in zip(sse_all, before, strict=True)])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clients", default="1000,10000", help="comma-separated client counts")
     parser.add_argument("--procs", type=int, default=2, help="client worker processes")
+    parser.add_argument("--rounds", type=int, default=3, help="fan-outs of each kind per "
+                        "client count (medians are reported)")
+    parser.add_argument("--baseline-src", metavar="DIR", help="also fan out, in each round, "
+                        "from a server run from this source tree (PYTHONPATH), for a before/after")
     parser.add_argument("--workers", default="1,2", help="stream worker counts to compare on "
                         "the largest client count (empty: skip)")
     parser.add_argument("--hold", type=int, default=10000, help="streams held for the memory "
                         "figure (0: skip)")
     args = parser.parse_args(argv)
     nofile = raise_nofile()
+    load_before = os.getloadavg()
     counts = [int(c) for c in args.clients.split(",") if c]
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-fanout-"))
-    data = tmp / "data"
-    key = subprocess.run(
-        [sys.executable, "-m", "tocsin", "keys", "create", "--data-dir", str(data), "--role",
-         "admin", "--name", "bench"], capture_output=True, text=True, check=True,
-    ).stdout.strip()
+    made = [0]
+
+    def fresh() -> tuple[Path, str]:
+        # A fan-out on a fresh log: the same detection then decides the same transitions every
+        # time (on a log where the last round's alerts are still in force, it decides few)
+        made[0] += 1
+        where = tmp / f"data-{made[0]}"
+        admin = subprocess.run(
+            [sys.executable, "-m", "tocsin", "keys", "create", "--data-dir", str(where),
+             "--role", "admin", "--name", "bench"], capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return where, admin
+
+    data, key = fresh()
     port = free_port()
     broker = Mosquitto(tmp, nofile)
     server = sse.Server(data, port)
     rows: list[dict[str, Any]] = []
     memory: dict[str, Any] = {}
-    workers: dict[int, dict[str, Any]] = {}
+    workers: dict[int, list[dict[str, Any]]] = {}
     try:
         idle, _ = rss_mb(server.proc.pid)
         memory["idle_rss_mb"] = round(idle)
-        for i, n in enumerate(counts):
-            track = f"F{i}"
-            s = sse.fan_out(server, key, port, n, args.procs, track)
-            payload = sse_payload(server, key, track, s["transitions_per_client"])
-            marker = f'"causes":["{track}"]'.encode()
-            m = mqtt_fan_out(broker, n, args.procs, payload, marker, f"m{i}")
-            net = (s["all_ms"] - s["ack_ms"]) if s["all_ms"] is not None else None
-            rows.append({"clients": n, "sse": s, "mqtt": m, "sse_fanout_only_ms": net,
-                         "ratio_all": round(s["all_ms"] / m["all_ms"], 2)
-                         if s["all_ms"] and m["all_ms"] else None,
-                         "ratio_fanout_only": round(net / m["all_ms"], 2)
-                         if net and m["all_ms"] else None,
-                         "ratio_p50": round(s["p50_ms"] / m["p50_ms"], 2) if m["p50_ms"] else None})
-            print(f"  {n} clients: SSE all {s['all_ms']} ms, MQTT all {m['all_ms']} ms",
-                  file=sys.stderr, flush=True)
-        if args.workers and counts:
-            server.stop()
-            for w in [int(x) for x in args.workers.split(",") if x]:
-                stream_port = free_port()
-                server = sse.Server(data, port, ("--stream-workers", str(w), "--stream-port",
-                                                 str(stream_port)))
-                s = sse.fan_out(server, key, stream_port, counts[-1], args.procs, f"W{w}")
-                workers[w] = s
-                print(f"  {counts[-1]} clients on {w} stream workers: all {s['all_ms']} ms",
-                      file=sys.stderr, flush=True)
+        server.stop()
+        for n in counts:
+            rounds: list[dict[str, Any]] = []
+            for r in range(args.rounds):
+                where, k = fresh()
+                server = sse.Server(where, port)
+                s = sse.fan_out(server, k, port, n, args.procs, "F")
+                payload = sse_payload(server, s["seq"], s["transitions_per_client"])
                 server.stop()
-            server = sse.Server(data, port)
+                base = None
+                if args.baseline_src:
+                    where, k = fresh()
+                    server = sse.Server(where, port, env_extra={"PYTHONPATH": args.baseline_src})
+                    base = sse.fan_out(server, k, port, n, args.procs, "F")
+                    server.stop()
+                m = mqtt_fan_out(broker, n, args.procs, payload, b'"causes":["F"]', f"m{r}")
+                rounds.append({"sse": s, "mqtt": m, "baseline": base, "load": os.getloadavg()})
+                print(f"  {n} clients, round {r + 1}: SSE all {s['all_ms']} ms"
+                      + (f", before {base['all_ms']} ms" if base else "")
+                      + f", MQTT all {m['all_ms']} ms; load {os.getloadavg()[0]:.1f}",
+                      file=sys.stderr, flush=True)
+            rows.append(summarise(n, rounds))
+        if args.workers and counts:
+            ws = [int(x) for x in args.workers.split(",") if x]
+            for r in range(args.rounds):
+                for w in ws:
+                    where, k = fresh()
+                    stream_port = free_port()
+                    server = sse.Server(where, port, ("--stream-workers", str(w),
+                                                      "--stream-port", str(stream_port)))
+                    s = sse.fan_out(server, k, stream_port, counts[-1], args.procs, "W")
+                    workers.setdefault(w, []).append(s)
+                    print(f"  {counts[-1]} clients on {w} stream workers, round {r + 1}: "
+                          f"all {s['all_ms']} ms; load {os.getloadavg()[0]:.1f}",
+                          file=sys.stderr, flush=True)
+                    server.stop()
+        server = sse.Server(data, port)
         if args.hold:
             # every hromada under alert; then a fresh server (recovered from the log, as after
             # any restart) holds the streams, so the figure is not the fan-outs' leftovers
@@ -383,24 +440,36 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(table(
-        "fan-out of one detection: ms until the first transition reached each client",
+        f"fan-out of one detection: ms until the first transition reached each client "
+        f"(medians of {args.rounds} rounds)",
         ["clients", "SSE p50", "SSE p99", "SSE all", "SSE ack", "SSE all-ack", "MQTT p50",
-         "MQTT p99", "MQTT all", "ratio all", "ratio net"],
-        [[r["clients"], r["sse"]["p50_ms"], r["sse"]["p99_ms"], r["sse"]["all_ms"],
-          r["sse"]["ack_ms"], r["sse_fanout_only_ms"], r["mqtt"]["p50_ms"], r["mqtt"]["p99_ms"],
-          r["mqtt"]["all_ms"], f"{r['ratio_all']}x", f"{r['ratio_fanout_only']}x"]
+         "MQTT all", "ratio all", "ratio net", "before: SSE all", "after/before"],
+        [[r["clients"], r["sse_p50_ms"], r["sse_p99_ms"], r["sse_all_ms"], r["sse_ack_ms"],
+          r["sse_fanout_only_ms"], r["mqtt_p50_ms"], r["mqtt_all_ms"], f"{r['ratio_all']}x",
+          f"{r['ratio_fanout_only']}x", r.get("baseline_all_ms", "-"),
+          f"{r['ratio_baseline']}x" if r.get("ratio_baseline") else "-"]
          for r in rows]))
-    print(f"payload {rows[0]['mqtt']['payload_bytes'] if rows else '-'} bytes; "
+    for row in rows:
+        print(f"  {row['clients']}: SSE all per round {row['sse_all_each']}, MQTT all per round "
+              f"{row['mqtt_all_each']}, ratio per round {row['ratio_each']}; server CPU per "
+              f"fan-out {row['sse_cpu_each']} ms (before: {row.get('baseline_cpu_each', '-')}); "
+              f"load per round {row['load_each']}")
+    print(f"payload {rows[0]['payload_bytes'] if rows else '-'} bytes; "
           f"server exit code {code}")
     if workers:
         first = min(workers)
+        ratios = {w: [a["all_ms"] / b["all_ms"] for a, b in zip(runs, workers[first], strict=True)
+                      if a["all_ms"] and b["all_ms"]] for w, runs in workers.items()}
         print(table(
-            f"fan-out to {counts[-1]:,} clients from stream workers (ms from POST)",
-            ["workers", "p50", "p99", "all", "ack", "all vs first"],
-            [[w, r["p50_ms"], r["p99_ms"], r["all_ms"], r["ack_ms"],
-              f"{r['all_ms'] / workers[first]['all_ms']:.2f}x"
-              if r["all_ms"] and workers[first]["all_ms"] else "-"]
-             for w, r in sorted(workers.items())]))
+            f"fan-out to {counts[-1]:,} clients from stream workers (ms from POST, medians of "
+            f"{args.rounds} rounds, workers alternated within each round)",
+            ["workers", "p50", "p99", "all", "ack", "all vs first (median of pairs)",
+             "all per round"],
+            [[w, _med([x["p50_ms"] for x in runs]), _med([x["p99_ms"] for x in runs]),
+              _med([x["all_ms"] for x in runs]), _med([x["ack_ms"] for x in runs]),
+              f"{_med(ratios[w]):.2f}x" if ratios[w] else "-",
+              " ".join(str(x["all_ms"]) for x in runs)]
+             for w, runs in sorted(workers.items())]))
     if memory:
         print(f"\ntocsin serve RSS: idle {memory['idle_rss_mb']} MB; peak during the fan-outs "
               f"{memory.get('fanout_run_hwm_mb')} MB; restarted with every hromada under alert "
@@ -409,16 +478,17 @@ def main(argv: list[str] | None = None) -> int:
               f"(peak {memory.get('hwm_mb')} MB)")
     write_result("fanout", {"rows": rows, "memory": memory, "nofile": nofile,
                             "workers": {str(k): v for k, v in workers.items()},
-                            "server_exit_code": code})
+                            "rounds": args.rounds, "load_before": load_before,
+                            "load_after": os.getloadavg(), "server_exit_code": code})
     if len(rows) > 1:
         from common import RESULTS
 
         line_chart(RESULTS / "fanout.svg", "fan-out: last client reached", "clients",
                    "ms (log)",
-                   [("tocsin SSE (from POST)", [(r["clients"], r["sse"]["all_ms"]) for r in rows]),
+                   [("tocsin SSE (from POST)", [(r["clients"], r["sse_all_ms"]) for r in rows]),
                     ("tocsin SSE (after ack)", [(r["clients"], r["sse_fanout_only_ms"])
                                                 for r in rows]),
-                    ("Mosquitto MQTT", [(r["clients"], r["mqtt"]["all_ms"]) for r in rows])],
+                    ("Mosquitto MQTT", [(r["clients"], r["mqtt_all_ms"]) for r in rows])],
                    log_y=True)
     return 0
 

@@ -48,6 +48,9 @@ class Probe:
         self.server = server
         self.rss: list[float] = []
         self.health_ms: list[float] = []
+        self.health_at: list[float] = []  # when each probe started, s since the probe began
+        self.tcp_pages: list[int] = []  # the kernel's TCP memory (pages, /proc/net/sockstat)
+        self.t0 = time.monotonic()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._rss, daemon=True),
                          threading.Thread(target=self._health, daemon=True)]
@@ -57,22 +60,42 @@ class Probe:
     def _rss(self) -> None:
         while not self._stop.wait(0.2):
             self.rss.append(rss_mb(self.server.proc.pid)[0])
+            self.tcp_pages.append(tcp_pages())
 
     def _health(self) -> None:
         with httpx.Client(base_url=self.server.base, timeout=30) as client:
             while not self._stop.wait(0.1):
                 t0 = time.perf_counter()
-                client.get("/healthz")
+                self.health_at.append(round(time.monotonic() - self.t0, 1))
+                try:
+                    client.get("/healthz")
+                except httpx.TransportError:
+                    pass  # counted as what it took (the timeout): a stall, not a crash
                 self.health_ms.append((time.perf_counter() - t0) * 1000)
 
     def stop(self) -> dict[str, Any]:
         self._stop.set()
         for t in self._threads:
             t.join()
+        worst = max(range(len(self.health_ms)), key=self.health_ms.__getitem__)
         return {"rss_peak_mb": round(max(self.rss)) if self.rss else None,
                 "healthz_p50_ms": round(statistics.median(self.health_ms), 1),
-                "healthz_max_ms": round(max(self.health_ms), 1),
-                "healthz_samples": len(self.health_ms)}
+                "healthz_max_ms": round(self.health_ms[worst], 1),
+                "healthz_worst_at_s": self.health_at[worst],
+                "healthz_over_100ms": sum(1 for ms in self.health_ms if ms > 100),
+                "healthz_samples": len(self.health_ms),
+                "tcp_mem_peak_mb": round(max(self.tcp_pages) * 4096 / 2**20)
+                if self.tcp_pages else None}
+
+
+def tcp_pages() -> int:
+    """Pages the kernel holds for all TCP sockets (the `mem` of /proc/net/sockstat)."""
+    with open("/proc/net/sockstat", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                return int(fields[fields.index("mem") + 1])
+    return 0
 
 
 def raw_stream(port: int, query: str) -> socket.socket:
@@ -117,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stalled", type=int, default=1000, help="non-reading live clients")
     parser.add_argument("--rounds", type=int, default=20, help="waves posted to stalled clients")
     parser.add_argument("--hold-s", type=float, default=30.0, help="seconds to hold since=0")
+    parser.add_argument("--watch", metavar="OUT", help="run the server under bench/profiled.py: "
+                        "event-loop stalls and long full collections go to OUT.stalls")
     args = parser.parse_args(argv)
     sse.raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="tocsin-hostile-"))
@@ -135,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             capture_output=True, text=True, check=True).stdout.strip()
         port = sse.free_port()
         t0 = time.monotonic()
-        server = sse.Server(data, port, ready_s=1800)
+        server = sse.Server(data, port, ready_s=1800, profile=args.watch)
         result["ready_s"] = round(time.monotonic() - t0, 1)
         result["entries"] = int(server.gauge("tocsin_log_seq"))
         try:

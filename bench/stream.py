@@ -26,6 +26,7 @@ import platform
 import resource
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -127,16 +128,20 @@ class Server:
     """A `tocsin serve` subprocess with rate limits lifted for one host with many clients."""
 
     def __init__(self, data: Path, port: int, extra: tuple[str, ...] = (),
-                 env_extra: dict[str, str] | None = None, ready_s: float = 120.0) -> None:
+                 env_extra: dict[str, str] | None = None, ready_s: float = 120.0,
+                 profile: str | None = None) -> None:
         # every bench client comes from 127.0.0.1: lift the per-client limits too
         env = {**os.environ, "TOCSIN_RATE_LIMIT": "1000000000", "TOCSIN_RATE_BURST": "1000000000",
                "TOCSIN_STREAM_MAX_PER_CLIENT": "1000000", "PYTHONUNBUFFERED": "1",
                **(env_extra or {})}
         self.base = f"http://127.0.0.1:{port}"
         self.log = (data.parent / "serve.log").open("wb")
+        self.profile = profile
+        # with a profile, bench/profiled.py runs the same command (see `fan_out`)
+        run = ([sys.executable, str(Path(__file__).with_name("profiled.py")), profile]
+               if profile else [sys.executable, "-m", "tocsin"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tocsin", "serve", "--data-dir", str(data), "--port", str(port),
-             *extra],
+            [*run, "serve", "--data-dir", str(data), "--port", str(port), *extra],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + ready_s
@@ -202,6 +207,9 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
              "position": {"lat": NEAR_KHARKIV[0], "lon": NEAR_KHARKIV[1]}, "heading_deg": 230}
     headers = {"Authorization": f"Bearer {key}"}
     profiler = spying(server, spy, str(n))
+    if server.profile:
+        server.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
         client.get("/readyz")  # connection up before the clock starts
         cpu0 = server.cpu_s()
@@ -217,6 +225,8 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
         arrivals += json.loads(w.stdout.readline())
     cpu = server.cpu_s() - cpu0
     unspy(profiler)
+    if server.profile:
+        server.proc.send_signal(signal.SIGUSR2)
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
         end = {**event, "id": f"end-{track}", "type": "track_end", "reason": "intercepted",
                "time": stamp(-0.1)}
@@ -234,7 +244,7 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
     while server.gauge("tocsin_stream_clients") > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     return {
-        "clients": n, "connected": int(connected), "received": len(lat),
+        "clients": n, "connected": int(connected), "received": len(lat), "seq": accepted["seq"],
         "transitions_per_client": transitions, "bytes_per_client": size,
         "open_s": round(opened_s, 2),
         "ack_ms": round((t_ack - t0) * 1000, 1), "server_cpu_ms": round(cpu * 1000),
@@ -352,6 +362,8 @@ def main() -> None:
     parser.add_argument("--ingest-conns", type=int, default=4, help="concurrent POSTing clients")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "stream.json"))
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--profile", metavar="OUT", help="cProfile the server's event loop "
+                        "during each fan-out into OUT.1, OUT.2, ... (bench/profiled.py)")
     parser.add_argument("--spy", metavar="PREFIX",
                         help="profile the server during each phase with py-spy into "
                         "PREFIX-PHASE.txt (collapsed stacks)")
@@ -366,7 +378,7 @@ def main() -> None:
          "sensor", "--name", "bench"], capture_output=True, text=True, check=True,
     ).stdout.strip()
     port = free_port()
-    server = Server(data, port)  # inherits the raised limit
+    server = Server(data, port, profile=args.profile)  # inherits the raised limit
     try:
         fan = [fan_out(server, key, port, n, args.procs, f"F{i}", args.spy)
                for i, n in enumerate(counts)]

@@ -1,33 +1,17 @@
 """`GET /api/v1/stream`: Server-Sent Events to many thousands of clients, as bare ASGI.
 
-Theory of operation. One `StreamHub` per process reads the live feed (`tocsin.api.feed`). Each
-committed batch is encoded once into SSE frames and appended to a ring shared by every stream;
-a stream is a cursor into that ring, so a stream's send buffer is a view, not a copy, and its
-bound is the ring's size in bytes (`stream_buffer_bytes`). A stream whose cursor falls off the
-ring is more than the bound behind: it gets a last comment saying so and is closed, and resumes
-with `Last-Event-ID`.
-
-There is one wake-up for all streams: after a batch, the hub resolves the futures of the streams
-that wait (no queue per stream, no `asyncio.wait` per wake). There is one clock for all streams:
-every tick it counts; every `heartbeat_s` it wakes the streams so idle ones send a heartbeat;
-and it closes streams whose write has been blocked (the client reads nothing, the transport's
-buffer is full) for `stream_write_timeout_s`. No stream owns a timer.
-
-Resume: a stream with a resume point reads the log in pages of `PAGE` entries (one page in
-memory at a time; a client that does not read blocks the next page, not the server) until it
-reaches the hub's floor, above which every committed transition is in the ring or still to be
-appended; then it continues from the ring, skipping what it has sent. No gap, no repeat.
+The endpoint checks the request (filters, resume point, who is asking, how many streams they
+hold) and hands the connection to the process's `StreamHub` (`tocsin.api.hub`, which explains
+how streams are fed; `tocsin.api.wire` has the bytes). `StreamingApp` serves it bare: no
+middleware and no send wrapper stands between the hub and the server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import math
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -36,8 +20,10 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from tocsin.api.feed import Feed
+from tocsin.api.hub import PAGE, Stream, StreamHub
 from tocsin.api.limits import ClientCounter
 from tocsin.api.tickets import stream_principal
+from tocsin.api.wire import SEND_LIMIT, Frame, Ring, format_sse
 from tocsin.errors import FieldError, ValidationError
 from tocsin.geo import RegionSet
 
@@ -45,350 +31,11 @@ if TYPE_CHECKING:
     from tocsin.api.metrics import StreamMetrics
 
 __all__ = [
-    "PAGE", "STREAM_PATH", "QuietDrops", "StreamEndpoint", "StreamHub", "StreamingApp",
-    "format_sse", "install_stream",
+    "PAGE", "SEND_LIMIT", "STREAM_PATH", "Frame", "QuietDrops", "Ring", "Stream",
+    "StreamEndpoint", "StreamHub", "StreamingApp", "format_sse", "install_stream",
 ]
 
 STREAM_PATH = "/api/v1/stream"
-PAGE = 200  # log entries per backlog page
-SEND_LIMIT = 65_536  # most bytes handed to one send (what a stalled client pins past the ring)
-HELLO = b"retry: 2000\n: connected\n\n"
-HEARTBEAT = b": heartbeat\n\n"
-SHUTDOWN = "server shutting down; reconnect with Last-Event-ID"
-HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
-           (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-
-
-def format_sse(env: Mapping[str, Any]) -> bytes:
-    """One SSE message: id is the log seq, event the transition type."""
-    obj = env if type(env) is dict else dict(env)  # an `Envelope` is sent as its wire form
-    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {env['seq']}\nevent: {env['type']}\ndata: {data}\n\n".encode()
-
-
-class Frame:
-    """One batch, encoded once: each transition with its region, and the whole batch cut into
-    slices of at most about `SEND_LIMIT` bytes (between transitions) that every unfiltered
-    stream sends as they are."""
-
-    __slots__ = ("first", "last", "parts", "size", "slices")
-
-    def __init__(self, envs: Sequence[dict[str, Any]]) -> None:
-        self.parts = tuple((env["seq"], env["region"], format_sse(env)) for env in envs)
-        self.first: int = self.parts[0][0]
-        self.last: int = self.parts[-1][0]
-        slices: list[tuple[int, int, bytes, int, int]] = []
-        lo, size = 0, 0
-        for i, part in enumerate(self.parts):
-            size += len(part[2])
-            if size >= SEND_LIMIT or i == len(self.parts) - 1:
-                chunk = self.parts[lo:i + 1]
-                slices.append((chunk[0][0], chunk[-1][0], b"".join(p[2] for p in chunk),
-                               lo, i + 1))
-                lo, size = i + 1, 0
-        self.slices = tuple(slices)
-        self.size = sum(len(s[2]) for s in slices)
-
-
-class Ring:
-    """The last `limit` bytes of frames, shared by every stream of a hub.
-
-    Indexes are absolute (they keep counting as frames are evicted); `floor` is the last seq
-    evicted, or where the feed started: above it, every committed transition is here or to come.
-    """
-
-    def __init__(self, limit: int, floor: int = 0) -> None:
-        self.limit = limit
-        self.frames: deque[Frame] = deque()
-        self.base = 0
-        self.bytes = 0
-        self.floor = floor
-
-    @property
-    def end(self) -> int:
-        """The index the next frame will get."""
-        return self.base + len(self.frames)
-
-    def push(self, envs: Sequence[dict[str, Any]]) -> None:
-        """Encode a batch and append it, evicting the oldest frames past the limit."""
-        if not envs:
-            return
-        frame = Frame(envs)
-        self.frames.append(frame)
-        self.bytes += frame.size
-        while self.bytes > self.limit and len(self.frames) > 1:
-            old = self.frames.popleft()
-            self.bytes -= old.size
-            self.base += 1
-            self.floor = max(self.floor, old.last)
-
-    def __getitem__(self, index: int) -> Frame:
-        return self.frames[index - self.base]
-
-    def first_after(self, seq: int) -> int:
-        """The index of the first frame holding a seq above `seq` (`end` if none)."""
-        lo, hi = self.base, self.end
-        while lo < hi:  # frames are in seq order
-            mid = (lo + hi) // 2
-            if self[mid].last <= seq:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
-
-class Stream:
-    """One client's place in the hub: what it has sent, where it is, whether it is stuck."""
-
-    __slots__ = ("after", "beat", "blocked_at", "cursor", "drop", "gone", "leaves", "pos",
-                 "send", "task", "waiter", "wrote")
-
-    def __init__(self, send: Send, after: int | None, leaves: set[str] | None) -> None:
-        self.send = send
-        self.after = after
-        self.leaves = leaves
-        self.pos = after or 0  # every seq up to here is sent or filtered out
-        self.cursor = -1  # ring index; -1 while reading the backlog from the log
-        self.beat = 0
-        self.wrote = False
-        self.blocked_at = 0  # the hub tick a write started on, 0 when not writing
-        self.drop: str | None = None
-        self.gone = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[Any] | None = None
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class StreamHub:
-    """The live feed of one process, fanned out to every open stream (see module docstring)."""
-
-    def __init__(self, feed: Feed, metrics: StreamMetrics, *, heartbeat_s: float,
-                 buffer_bytes: int, write_timeout_s: float) -> None:
-        self.feed = feed
-        self.metrics = metrics
-        self.buffer_bytes = buffer_bytes
-        self.write_timeout_s = write_timeout_s
-        self.heartbeat_s = heartbeat_s
-        self.ring = Ring(buffer_bytes)
-        self.streams: set[Stream] = set()
-        self.waiting: list[Stream] = []
-        self.ticks = 1
-        self.beat = 0
-        self.closing = False
-        self.tick_s = min(1.0, heartbeat_s, write_timeout_s / 2)
-        self._timeout_ticks = max(1, math.ceil(write_timeout_s / self.tick_s))
-        self._beat_ticks = max(1, round(heartbeat_s / self.tick_s))
-        self._tasks: list[asyncio.Task[None]] = []
-        self._live = asyncio.Event()
-        self.unfinished = 0  # responses left incomplete on purpose (see `QuietDrops`)
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    async def start(self) -> None:
-        """Start following the feed (returns once it is subscribed) and the clock."""
-        self.loop = asyncio.get_running_loop()
-        self._tasks = [asyncio.create_task(self._pump(), name="sse-feed"),
-                       asyncio.create_task(self._clock(), name="sse-clock"),
-                       asyncio.create_task(self._close_on(self.feed.closing), name="sse-close")]
-        live = asyncio.ensure_future(self._live.wait())
-        await asyncio.wait({live, self._tasks[0]}, return_when=asyncio.FIRST_COMPLETED)
-        if not live.done():
-            live.cancel()
-            await self.stop()
-            self._tasks[0].result()  # why the feed could not be opened
-
-    async def stop(self) -> None:
-        """End every stream (with a comment saying why) and stop."""
-        self.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def close(self) -> None:
-        """Tell every stream to end now."""
-        self.closing = True
-        self.wake_all()
-
-    async def _close_on(self, event: asyncio.Event) -> None:
-        await event.wait()
-        self.close()
-
-    async def _pump(self) -> None:
-        self.ring.floor = await self.feed.open()
-        self._live.set()
-        try:
-            while True:
-                batch = await self.feed.next_batch()
-                self.ring.push(batch)
-                self.wake_all()
-        finally:
-            self.feed.close()
-
-    def wake_all(self) -> None:
-        """The one wake-up: every waiting stream is resumed once."""
-        waiting, self.waiting = self.waiting, []
-        for stream in waiting:
-            stream.wake()
-
-    async def wait(self, stream: Stream) -> None:
-        """Park `stream` until the next batch, heartbeat or close."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stream.waiter = waiter
-        self.waiting.append(stream)
-        try:
-            await waiter
-        finally:
-            stream.waiter = None
-
-    async def _clock(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            self.ticks += 1
-            base = self.ring.base
-            for stream in tuple(self.streams):
-                if not stream.blocked_at:
-                    continue
-                if stream.drop is not None:  # blocked again on its last words: give up
-                    self._kill(stream, stream.drop)
-                elif self.ticks - stream.blocked_at >= self._timeout_ticks:
-                    self._kill(stream, "write-timeout")
-                elif 0 <= stream.cursor < base:
-                    self._kill(stream, "lagging")
-            if self.ticks % self._beat_ticks == 0:
-                self.beat += 1
-                self.wake_all()
-
-    def _kill(self, stream: Stream, reason: str) -> None:
-        if stream.drop is None:
-            stream.drop = reason
-            self.metrics.dropped.labels(reason).inc()
-        if stream.task is not None:
-            stream.task.cancel()
-
-    def reason(self, drop: str) -> str:
-        """The last comment of a dropped stream."""
-        if drop == "lagging":
-            return (f"dropped: more than {self.buffer_bytes} bytes behind; "
-                    "reconnect with Last-Event-ID")
-        return (f"dropped: a write blocked over {self.write_timeout_s:g} s; "
-                "reconnect with Last-Event-ID")
-
-    # --- one stream ----------------------------------------------------------------------------
-
-    async def write(self, stream: Stream, data: bytes, more: bool = True) -> None:
-        stream.blocked_at = self.ticks
-        try:
-            await stream.send({"type": "http.response.body", "body": data, "more_body": more})
-        finally:
-            stream.blocked_at = 0
-        stream.wrote = True
-
-    async def serve(self, stream: Stream) -> str | None:
-        """Send the stream until it ends; the reason to tell the client, or None if it left."""
-        await stream.send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        await self.write(stream, HELLO)
-        if stream.after is not None:
-            left = await self._backlog(stream)
-            if left is not None:
-                return left
-            stream.cursor = self.ring.first_after(stream.pos)
-        else:
-            stream.cursor = self.ring.end
-        ring = self.ring
-        while True:
-            if stream.gone:
-                return None
-            if self.closing:
-                return SHUTDOWN
-            if stream.cursor < ring.base:
-                self._kill_self(stream, "lagging")
-                return self.reason("lagging")
-            if stream.cursor < ring.end:
-                chunk = self._collect(stream)
-                if chunk:
-                    await self.write(stream, chunk)
-                continue
-            if stream.beat != self.beat:
-                if not stream.wrote:
-                    await self.write(stream, HEARTBEAT)
-                stream.beat, stream.wrote = self.beat, False
-                continue
-            await self.wait(stream)
-
-    def _kill_self(self, stream: Stream, reason: str) -> None:
-        stream.drop = reason
-        self.metrics.dropped.labels(reason).inc()
-
-    def _collect(self, stream: Stream) -> bytes:
-        """Frames from the stream's cursor on, about `SEND_LIMIT` bytes at most, as one chunk.
-
-        An unfiltered stream sends the frames' shared slices as they are. When the limit falls
-        inside a frame the cursor stays on it and `pos` says how far it was sent, so a stalled
-        client pins at most about one chunk.
-        """
-        ring, leaves, pos = self.ring, stream.leaves, stream.pos
-        parts: list[bytes] = []
-        size = 0
-        while stream.cursor < ring.end and size < SEND_LIMIT:
-            frame = ring[stream.cursor]
-            if frame.last > pos:
-                for first, last, data, lo, hi in frame.slices:
-                    if last <= pos:
-                        continue
-                    if size >= SEND_LIMIT:
-                        break
-                    if leaves is None and first > pos:
-                        parts.append(data)  # the shared bytes, not a copy
-                        size += len(data)
-                        pos = last
-                        continue
-                    for seq, region, one in frame.parts[lo:hi]:
-                        if seq <= pos:
-                            continue
-                        if leaves is None or region in leaves:
-                            parts.append(one)
-                            size += len(one)
-                        pos = seq
-            if pos < frame.last:
-                break
-            stream.cursor += 1
-        stream.pos = pos
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    async def _backlog(self, stream: Stream) -> str | None:
-        """Read the log from the resume point up to the ring's floor, a page at a time."""
-        idle = 0
-        while True:
-            if stream.gone:
-                return None
-            if self.closing:
-                return SHUTDOWN
-            if stream.pos >= self.ring.floor:
-                return None
-            envs, last = await asyncio.to_thread(self.feed.page, stream.pos, PAGE)
-            if last == stream.pos:
-                # below the floor means committed: a reader that cannot see it yet retries
-                idle += 1
-                if idle > 200:
-                    return "the log cannot be read; reconnect with Last-Event-ID"
-                await asyncio.sleep(0.01)
-                continue
-            idle = 0
-            leaves = stream.leaves
-            frames = [format_sse(env) for env in envs if leaves is None or env["region"] in leaves]
-            del envs
-            stream.pos = last
-            start = 0
-            while start < len(frames):  # at most about SEND_LIMIT bytes per write
-                size, end = 0, start
-                while end < len(frames) and size < SEND_LIMIT:
-                    size += len(frames[end])
-                    end += 1
-                await self.write(stream, b"".join(frames[start:end]))
-                start = end
 
 
 class StreamEndpoint:
@@ -472,9 +119,9 @@ class StreamEndpoint:
                    leaves: set[str] | None) -> None:
         hub = self.hub
         metrics = hub.metrics
-        stream = Stream(send, after, leaves)
+        stream = Stream(send, after, leaves, scope)
         stream.task = asyncio.current_task()
-        _no_write_buffer(send)
+        stream.wire.no_write_buffer()
         await receive()  # the (empty) request body; what comes next can only be a disconnect
         gone = asyncio.ensure_future(receive())
 
@@ -501,7 +148,13 @@ class StreamEndpoint:
             except asyncio.CancelledError:
                 if stream.drop is None:
                     raise
-                _uncancel()  # it could not take its last words either: the server closes it
+                _uncancel()
+                # It could not take its last words either. Reset the connection rather than
+                # close it: a close waits for the client to read what is queued, so the bytes
+                # in the kernel's send buffer would stay there for as long as the client holds
+                # its end open, and those buffers are the machine's, not this process's: enough
+                # stalled clients push every TCP socket of the host into memory pressure.
+                stream.wire.abort()
                 hub.unfinished += 1
         finally:
             hub.streams.discard(stream)
@@ -529,24 +182,6 @@ class QuietDrops(logging.Filter):
             self.hub.unfinished -= 1
             return False
         return True
-
-
-def _no_write_buffer(send: Send) -> None:
-    """Let the server's transport buffer nothing beyond the write in progress.
-
-    asyncio buffers whatever the kernel does not take, and by default lets a protocol go on
-    writing until 64 KB are waiting; a client that reads nothing then pins that much plus one
-    more send in this process (about 128 KB each: 1,000 stalled clients were +116-130 MB). With
-    a high-water mark of 0 the server (uvicorn waits for the transport to drain before each
-    send) stops writing as soon as a byte is left over, so a stalled stream pins at most the
-    rest of one send, and its next send blocks until the hub's clock drops it. Only a server
-    that exposes its transport on the send callable (uvicorn does) is tuned; others are left
-    as they are.
-    """
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if isinstance(transport, asyncio.WriteTransport):
-        with contextlib.suppress(Exception):  # a transport that cannot be tuned keeps its own
-            transport.set_write_buffer_limits(high=0, low=0)
 
 
 def _uncancel() -> None:
