@@ -213,7 +213,7 @@ def test_big_batches_are_sent_in_shared_slices_from_any_point() -> None:
             for s in range(10, 400)]
     frame = Frame(envs)
     assert len(frame.slices) > 3 and all(len(sl[2]) < SEND_LIMIT + 2000 for sl in frame.slices)
-    ring = Ring(10 * SEND_LIMIT)
+    ring = Ring(1 << 20)  # both frames stay
     ring.push(envs[:150])
     ring.push(envs[150:])
     hub = StreamHub.__new__(StreamHub)

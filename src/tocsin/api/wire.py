@@ -24,7 +24,7 @@ from starlette.types import Scope, Send
 
 __all__ = ["SEND_LIMIT", "Frame", "Ring", "Wire", "chunk", "format_sse"]
 
-SEND_LIMIT = 65_536  # most bytes handed to one send (what a stalled client pins past the ring)
+SEND_LIMIT = 32_768  # most bytes handed to one send (what a stalled client pins past the ring)
 
 
 def format_sse(env: Mapping[str, Any]) -> bytes:
