@@ -37,7 +37,7 @@ QUICK = {
     "engine": ["--clock", "cpu", "--tracks", "0,100,1000", "--samples", "100", "--repeats", "1",
                "--events", "10000"],
     "footprint": ["--n", "200"],
-    "fanout": ["--clients", "1000", "--hold", "2000"],
+    "fanout": ["--clients", "1000", "--hold", "2000", "--rounds", "1", "--workers", ""],
     "replay": ["--events", "50000", "--record-limit", "2000"],
 }
 
@@ -82,10 +82,10 @@ def summary() -> dict[str, Any]:
                      "met": s["ratio_server_geomean"] >= 5})
     if fan:
         for r in fan["rows"]:
-            rows.append({"goal": f"SSE fan-out within 2x of Mosquitto ({r['clients']:,} clients)",
+            rows.append({"goal": f"SSE fan-out <= 1.0x Mosquitto's ({r['clients']:,} clients)",
                          "measured": f"{r['ratio_all']}x from POST, {r['ratio_fanout_only']}x "
-                                     "after the ack",
-                         "met": r["ratio_all"] is not None and r["ratio_all"] <= 2})
+                                     "after the ack (medians of paired rounds)",
+                         "met": r["ratio_all"] is not None and r["ratio_all"] <= 1})
         mem = fan.get("memory") or {}
         if mem.get("rss_mb"):
             rows.append({"goal": f"<= 300 MB RSS serving all regions to "
