@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{_med(ratios[w]):.2f}x" if ratios[w] else "-",
               " ".join(str(x["all_ms"]) for x in runs)]
              for w, runs in sorted(workers.items())]))
-    if memory:
+    if memory.get("rss_mb"):
         print(f"\ntocsin serve RSS: idle {memory['idle_rss_mb']} MB; peak during the fan-outs "
               f"{memory.get('fanout_run_hwm_mb')} MB; restarted with every hromada under alert "
               f"{memory.get('restarted_idle_rss_mb')} MB, then holding "
