@@ -169,12 +169,6 @@ class Ledger:
             self.next_seq = entries[-1].seq + 1
             self.durable_seq = entries[-1].seq
 
-    def validate(self, raws: Sequence[Any]) -> list[Event]:
-        """Parse a batch (as the edge does) and check it against the engine."""
-        events = parse_batch(raws, region_known=self.engine.regions.regions.__contains__)
-        self.check(events)
-        return events
-
     def check(self, events: Sequence[Event]) -> None:
         """Raise `ValidationError` naming `[i].field` for each event the engine would refuse."""
         errors: list[FieldError] = []
@@ -213,12 +207,17 @@ class Ledger:
         entries: list[LogEntry] = []
         times: dict[int, str] = {}
         seq = self.next_seq
+        # `check` above judged every event against the engine before any was applied; what it
+        # reads of the engine's state moves only with a tick, so until the batch has applied
+        # one those checks still hold and the engine need not run them again
+        ticked = False
         for event in events:
             earlier = self._pending.get(event.key) or known.get(event.key)
             if earlier is not None:
                 results.append(Accepted(event.id, event.source, earlier, True))
                 continue
-            step = self.engine.apply(event, seq)
+            step = self.engine.apply(event, seq, checked=not ticked)
+            ticked = ticked or isinstance(event, Tick)
             entries.append(
                 LogEntry(seq, "event", dumps(dict(event.raw)), event.source, event.id,
                          key_name, recorded_at=recorded_at)
@@ -275,7 +274,7 @@ class Ledger:
 
         `admit(events)`, when given, may refuse the checked batch (before anything is applied).
         """
-        events = self.validate(raws)
+        events = parse_batch(raws, region_known=self.engine.regions.regions.__contains__)
         decision = self.decide(events, key_name=key_name, recorded_at=recorded_at, admit=admit)
         self.commit(decision)
         return decision.accepted

@@ -204,11 +204,16 @@ class Service:
         """Rebuild the engine and read models (in the writer thread): from the newest snapshot
         whose digest checks, then the log after it, up to `end` (default: what the Merkle tree
         holds, a prefix every part agrees on while a leader goes on writing); the last seq."""
-        self.merkle.load()
-        end = self.merkle.size if end is None else end
         ledger = self.ledger
-        loaded = self.snapshots.load(ledger.new_engine, self.read_models, end)
-        engine, start = loaded if loaded is not None else (ledger.new_engine(), 0)
+        loaded = self.snapshots.load(ledger.new_engine, self.read_models,
+                                     self.log.max_seq() if end is None else end)
+        if loaded is not None and loaded.frontier is None:
+            log.warning("the snapshot at seq %d keeps no Merkle tree; rebuilding the tree from "
+                        "every stored leaf hash", loaded.seq)
+        self.merkle.load(frontier=None if loaded is None else loaded.frontier)
+        end = self.merkle.size if end is None else end
+        engine, start = (loaded.engine, loaded.seq) if loaded is not None else (
+            ledger.new_engine(), 0)
         last = ledger.resume(engine, start, end=end)
         # the read models of a snapshot skip what they have (each knows its last transition);
         # outputs no snapshot holds are fed the whole log
@@ -239,9 +244,11 @@ class Service:
         if not (force or self.snapshots.due(seq)):
             return
         models = self.snapshots.capture(self.read_models)
+        layout = self.snapshots.layout(ledger.new_engine, self.read_models)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
-            self.writer, lambda: self.snapshots.take(ledger.engine, ledger.durable_seq, models))
+            self.writer, lambda: self.snapshots.take(ledger.engine, ledger.durable_seq, models,
+                                                     self.merkle.frontier(), layout=layout))
 
     def begin_shutdown(self) -> None:
         """Tell long-lived streams to end so a graceful shutdown does not wait on them."""

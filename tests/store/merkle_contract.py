@@ -159,3 +159,44 @@ class MerkleContract(ABC):
         log.add_head(TreeHead(9, head.timestamp, head.root_hash, head.signature), "kid")
         with pytest.raises(IntegrityError, match="signed tree head covers 9"):
             MerkleLog(log).load()
+
+    def test_load_from_a_frontier_reads_only_the_hashes_after_it(self, log: EventLog) -> None:
+        merkle = MerkleLog(log)
+        merkle.load()
+        merkle.append(rows(11))
+        frontier = merkle.frontier()
+        merkle.append(rows(6, 12))
+        again = MerkleLog(self.open_again(log))
+        assert again.load(frontier=frontier) == 17
+        assert again.filled.wait(10) and again.fill_error is None
+        assert again.tree.missing == 0
+        for size in range(18):
+            assert again.root_at(size) == merkle.tree.root_at(size)
+        assert again.inclusion_proof(2, 17) == merkle.tree.inclusion_proof(2, 17)
+        assert again.consistency_proof(5, 17) == merkle.tree.consistency_proof(5, 17)
+        again.close()
+
+    def test_a_frontier_the_stored_hashes_do_not_give_is_caught(self, log: EventLog) -> None:
+        merkle = MerkleLog(log)
+        merkle.load()
+        merkle.append(rows(13))
+        good = merkle.frontier()
+        bad = type(good)(good.size, (*good.nodes[:-1], bytes(32)))
+        again = MerkleLog(self.open_again(log))
+        again.load(frontier=bad)
+        assert again.filled.wait(10)
+        assert again.fill_error is not None and "tocsin verify" in again.fill_error
+        with pytest.raises(IntegrityError, match="do not give"):
+            again.inclusion_proof(0, 13)
+        # with a signed head at the frontier's size, the load itself refuses to start from it
+        key = Ed25519PrivateKey.generate()
+        merkle.sign(key, T0)
+        checked = MerkleLog(self.open_again(log))
+        checked.load(frontier=bad)
+        assert checked.tree.missing == 0 and checked.tree.root() == merkle.tree.root()
+        # and a frontier past the log's end is not used at all
+        past = MerkleLog(self.open_again(log))
+        past.load(frontier=type(good)(14, (bytes(32), bytes(32))))
+        assert past.tree.missing == 0 and past.tree.root() == merkle.tree.root()
+        for m in (again, checked, past):
+            m.close()

@@ -120,7 +120,7 @@ async def cosignatures(
     """The witnesses' cosignatures of the log's tree of `tree_size` leaves."""
     head = _latest(service)
     _size("tree_size", tree_size, head)
-    root = service.merkle.tree.root_at(tree_size)
+    root = service.merkle.root_at(tree_size)
     found = await asyncio.to_thread(service.log.cosignatures, tree_size, root)
     return {"tree_size": tree_size, "root_hash": _b64(root),
             "cosignatures": [cosignature_to_json(c) for c in found]}
@@ -180,7 +180,7 @@ async def add_cosignature(request: Request, service: Service = Depends(reader)) 
                                  "server trusts (setting witnesses)")
     head = _latest(service)
     _size("tree_size", tree_size, head)
-    if service.merkle.tree.root_at(tree_size) != root:
+    if service.merkle.root_at(tree_size) != root:
         raise ValidationError(FieldError(
             "root_hash", f"not this log's root at tree_size {tree_size}: the witness's view "
                          "and the log's differ"))
@@ -254,7 +254,7 @@ async def inclusion(
     _size("tree_size", size, head)
     if index >= size:
         raise ValidationError(FieldError("index", f"{index} is not below tree_size ({size})"))
-    path = service.merkle.tree.inclusion_proof(index, size)
+    path = service.merkle.inclusion_proof(index, size)
     return {"index": index, "tree_size": size, "audit_path": [_b64(p) for p in path]}
 
 
@@ -270,5 +270,5 @@ async def consistency(
     _size("second", size, head)
     if first > size:
         raise ValidationError(FieldError("first", f"{first} is larger than second ({size})"))
-    path = service.merkle.tree.consistency_proof(first, size)
+    path = service.merkle.consistency_proof(first, size)
     return {"first": first, "second": size, "consistency_path": [_b64(p) for p in path]}

@@ -11,6 +11,12 @@ nodes (`_range_hash`). That makes `root_at`, `inclusion_proof` and `consistency_
 O(log n) hashes at any past tree size: only ranges ending at the requested size are partial,
 and each proof meets at most one of them.
 
+A tree can also start from its *frontier* (`from_frontier`): the roots of the complete subtrees
+along its right edge, one per set bit of its size, which is all that appending and the root
+need. That is how a restart comes back without rehashing every leaf; the older nodes are
+`fill`ed in afterwards from the leaf hashes, and until then a proof that needs one raises
+`MissingNodes`.
+
 The checks `verify_inclusion` and `verify_consistency` follow RFC 9162 §2.1.3.2 and §2.1.4.2
 step by step and share nothing with the proof builders, so a bug in one is caught by the other.
 """
@@ -25,6 +31,7 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "MerkleTree",
+    "MissingNodes",
     "leaf_hash",
     "node_hash",
     "verify_consistency",
@@ -48,6 +55,25 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(_NODE_PREFIX + left + right).digest()
 
 
+class MissingNodes(LookupError):
+    """A tree started from its frontier was asked for a node it has not filled in yet."""
+
+
+def _levels_of(leaves: bytes | bytearray) -> list[bytearray]:
+    """Every level of the tree over concatenated leaf hashes, built a level at a time."""
+    if len(leaves) % HASH_SIZE:
+        raise ValueError(f"leaf hashes are {HASH_SIZE} bytes each")
+    levels = [bytearray(leaves)]
+    sha256, prefix, pair = hashlib.sha256, _NODE_PREFIX, 2 * HASH_SIZE
+    while len(levels[-1]) >= pair:
+        below = memoryview(levels[-1])
+        above = bytearray()
+        for i in range(0, len(below) - pair + 1, pair):
+            above += sha256(prefix + below[i:i + pair]).digest()
+        levels.append(above)
+    return levels
+
+
 def _split(n: int) -> int:
     """Return the largest power of two smaller than `n` (n >= 2), the RFC's k."""
     return 1 << ((n - 1).bit_length() - 1)
@@ -56,11 +82,13 @@ def _split(n: int) -> int:
 class MerkleTree:
     """An append-only RFC 9162 Merkle tree over leaf hashes, answering roots and proofs."""
 
-    __slots__ = ("_levels", "_size")
+    __slots__ = ("_levels", "_missing", "_size")
 
     def __init__(self) -> None:
         self._levels: list[bytearray] = [bytearray()]
         self._size = 0
+        # leaves before which only the frontier's nodes are held (0: every node is)
+        self._missing = 0
 
     @classmethod
     def from_leaves(cls, leaf_hashes: Iterable[bytes]) -> MerkleTree:
@@ -76,20 +104,72 @@ class MerkleTree:
         The same tree as `from_leaves`, without a Python call per leaf per level: what a
         restart does with a log's stored leaf hashes.
         """
-        if len(leaves) % HASH_SIZE:
-            raise ValueError(f"leaf hashes are {HASH_SIZE} bytes each")
         tree = cls()
-        levels = [bytearray(leaves)]
-        sha256, prefix, pair = hashlib.sha256, _NODE_PREFIX, 2 * HASH_SIZE
-        while len(levels[-1]) >= pair:
-            below = memoryview(levels[-1])
-            above = bytearray()
-            for i in range(0, len(below) - pair + 1, pair):
-                above += sha256(prefix + below[i:i + pair]).digest()
-            levels.append(above)
-        tree._levels = levels
+        tree._levels = _levels_of(leaves)
         tree._size = len(leaves) // HASH_SIZE
         return tree
+
+    @classmethod
+    def from_frontier(cls, size: int, frontier: Sequence[bytes]) -> MerkleTree:
+        """A tree of `size` leaves holding only its `frontier` (as `frontier()` returns it).
+
+        It appends, and answers roots and proofs that need no node older than `size`, at once;
+        the rest raise `MissingNodes` until `fill` is given the first `size` leaf hashes. The
+        levels are laid out at full length (zeros where a node is missing), so filling them in
+        never moves a node another thread may be reading.
+        """
+        if size < 0 or len(frontier) != size.bit_count():
+            raise ValueError(f"a tree of {size} leaves has {max(size, 0).bit_count()} frontier "
+                             f"nodes, not {len(frontier)}")
+        if any(len(node) != HASH_SIZE for node in frontier):
+            raise ValueError(f"frontier nodes are {HASH_SIZE} bytes each")
+        tree = cls()
+        tree._levels = [bytearray((size >> level) * HASH_SIZE)
+                        for level in range(max(size.bit_length(), 1))]
+        nodes = iter(frontier)
+        for level in reversed(range(size.bit_length())):
+            if size >> level & 1:
+                end = (size >> level) * HASH_SIZE
+                tree._levels[level][end - HASH_SIZE:end] = next(nodes)
+        tree._size = size
+        tree._missing = size
+        return tree
+
+    def frontier(self) -> list[bytes]:
+        """The roots of the complete subtrees along the right edge, largest first: with the
+        size, all a tree needs to go on appending and to give its root (a compact range)."""
+        size = self._size
+        return [self._node(level, (size >> level) - 1)
+                for level in reversed(range(size.bit_length())) if size >> level & 1]
+
+    @property
+    def missing(self) -> int:
+        """How many leading leaves' nodes are not held yet (0 for a complete tree)."""
+        return self._missing
+
+    def fill(self, leaves: bytes | bytearray) -> None:
+        """Fill in a tree made `from_frontier` with its first `missing` leaf hashes
+        (concatenated); raise `ValueError`, changing nothing, if they do not give its frontier.
+
+        Safe while another thread appends or reads: only nodes no one could read yet are
+        written, in place, and the tree counts as complete only after the last of them.
+        """
+        base = self._missing
+        if base == 0:
+            return
+        if len(leaves) != base * HASH_SIZE:
+            raise ValueError(f"expected {base} leaf hashes, got {len(leaves) / HASH_SIZE:g}")
+        levels = _levels_of(leaves)
+        for level in range(base.bit_length()):
+            if base >> level & 1:
+                end = (base >> level) * HASH_SIZE
+                if levels[level][end - HASH_SIZE:end] != self._levels[level][end - HASH_SIZE:end]:
+                    raise ValueError(f"the leaf hashes do not give this tree's frontier node at "
+                                     f"level {level}")
+        for level, nodes in enumerate(levels):
+            held = (base >> level) & ~1  # the first node of the level this tree holds
+            self._levels[level][:held * HASH_SIZE] = nodes[:held * HASH_SIZE]
+        self._missing = 0
 
     @property
     def size(self) -> int:
@@ -202,6 +282,9 @@ class MerkleTree:
 
     def _node(self, level: int, index: int) -> bytes:
         """Return the stored hash of complete subtree `index` at `level`."""
+        if self._missing and index < (self._missing >> level) & ~1:
+            raise MissingNodes(f"node {index} of level {level} is not filled in yet (the tree "
+                               f"was started from its frontier at {self._missing} leaves)")
         offset = index * HASH_SIZE
         return bytes(self._levels[level][offset : offset + HASH_SIZE])
 

@@ -136,9 +136,14 @@ class Engine(RegionRules):
         if isinstance(event, SirenStatus) and event.region not in self.regions.regions:
             raise EventRejected(FieldError("region", f"unknown region {event.region!r}"))
 
-    def apply(self, event: Event, seq: int) -> Step:
-        """Apply the event logged at `seq`; its transitions take seq+1, seq+2, …"""
-        self.check(event)
+    def apply(self, event: Event, seq: int, *, checked: bool = False) -> Step:
+        """Apply the event logged at `seq`; its transitions take seq+1, seq+2, …
+
+        `checked`: the caller ran `check(event)` against this engine as it stands now (the
+        ledger checks a whole batch before applying any of it), so it is not run twice.
+        """
+        if not checked:
+            self.check(event)
         t = to_us(event.time)
         self._seq, self._out, self._notes = seq, [], []
         if isinstance(event, Tick):

@@ -9,6 +9,14 @@ rebuilds the tree from the stored hashes (O(n) hashing of interior nodes only), 
 stores the hashes of any entries written without one (a log made by an older version), and
 trusts the rest: checking stored hashes against the entries is `tocsin verify`'s job. Appending
 is O(log n). Signed tree heads (STHs) are kept by the log too, every one ever signed.
+
+A restart from a snapshot needs none of that O(n) work before it is ready: the snapshot keeps
+the tree's `Frontier` (its size and the O(log n) roots of the complete subtrees on its right
+edge, all that appending and signing need), the tree starts from it and reads only the leaf
+hashes after it, and a background thread fills in the older nodes from the stored hashes,
+checking they give that same frontier. Until then a root or proof that needs an older node is
+answered 503 (`OperationalError`); if they do not give it, such requests fail with
+`IntegrityError` and the log says to run `tocsin verify`.
 """
 
 from __future__ import annotations
@@ -16,9 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -32,7 +44,8 @@ from tocsin.audit import (
     public_key_raw,
     sign_tree_head,
 )
-from tocsin.errors import IntegrityError, TocsinError
+from tocsin.audit.merkle import HASH_SIZE, MissingNodes
+from tocsin.errors import IntegrityError, OperationalError, TocsinError
 from tocsin.store.base import EventLog, LogEntry, Rejection
 from tocsin.store.leaves import (
     TIMES_FROM,
@@ -46,6 +59,7 @@ from tocsin.store.leaves import (
 __all__ = [
     "KEY_FILE",
     "TIMES_FROM",
+    "Frontier",
     "MerkleLog",
     "check_canonical",
     "entry_leaf_hash",
@@ -60,6 +74,16 @@ KEY_FILE = "log-signing.key"
 _CATCH_UP_BATCH = 10_000
 
 log = logging.getLogger("tocsin")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Frontier:
+    """What a snapshot keeps of the tree: its size and `MerkleTree.frontier()` at that size."""
+
+    size: int
+    nodes: tuple[bytes, ...]
 
 
 # --- signing key -------------------------------------------------------------------------------
@@ -112,21 +136,44 @@ class MerkleLog:
         self.times_from = leaf_times_from(log)
         self.tree = MerkleTree()
         self.latest: TreeHead | None = None
+        self.filled = threading.Event()  # the tree holds every node (set unless filling)
+        self.filled.set()
+        self.fill_error: str | None = None
+        self._filler: threading.Thread | None = None
+        self._closing = threading.Event()
 
     # --- building ------------------------------------------------------------------------------
 
-    def load(self, progress: Callable[[int], None] | None = None) -> int:
-        """Rebuild the tree from stored leaf hashes, hashing entries that have none; its size."""
+    def load(
+        self, progress: Callable[[int], None] | None = None, *, frontier: Frontier | None = None
+    ) -> int:
+        """Rebuild the tree from stored leaf hashes, hashing entries that have none; its size.
+
+        With `frontier` (a snapshot's), start from it and read only the hashes after it; the
+        older nodes are filled in by a background thread (`filled` is set when it is done).
+        """
+        self._stop_filling()
         last = self.log.max_seq()
+        if frontier is not None and frontier.size > last:
+            log.warning("the snapshot's Merkle tree has %d leaves but the log only %d; "
+                        "rebuilding the tree from every stored leaf hash", frontier.size, last)
+            frontier = None
+        base = 0 if frontier is None else frontier.size
         leaves = bytearray()
-        count = 0
-        for seq, digest in self.log.leaf_hashes(1, last):
+        count = base
+        for seq, digest in self.log.leaf_hashes(base + 1, last):
             if seq != count + 1:
                 break
             leaves += digest
             count += 1
-        tree = MerkleTree.from_leaf_bytes(leaves)
-        if self.log.leaf_count() > tree.size:
+        if frontier is None:
+            tree = MerkleTree.from_leaf_bytes(leaves)
+        else:
+            tree = MerkleTree.from_frontier(frontier.size, frontier.nodes)
+            view = memoryview(leaves)
+            for i in range(0, len(leaves), HASH_SIZE):
+                tree.append(bytes(view[i:i + HASH_SIZE]))
+        if count < last and next(iter(self.log.leaf_hashes(count + 1, last)), None) is not None:
             raise IntegrityError(
                 f"{self.log.where}: merkle_leaves does not match the log after seq {tree.size} "
                 "(run `tocsin verify`)"
@@ -144,14 +191,92 @@ class MerkleLog:
                 if progress is not None:
                     progress(tree.size)
         self.log.add_leaf_hashes(batch)
-        self.tree = tree
-        self.latest = self.log.latest_head()
-        if self.latest is not None and self.latest.tree_size > tree.size:
+        latest = self.log.latest_head()
+        if latest is not None and latest.tree_size > tree.size:
             raise IntegrityError(
-                f"the last signed tree head covers {self.latest.tree_size} entries but the log "
+                f"the last signed tree head covers {latest.tree_size} entries but the log "
                 f"has {tree.size} (run `tocsin verify`)"
             )
+        if frontier is not None:
+            head = self.log.latest_head(tree.size)
+            if (head is not None and head.tree_size >= frontier.size
+                    and tree.root_at(head.tree_size) != head.root_hash):
+                log.error("the snapshot's Merkle tree does not give the root of the signed head "
+                          "of %d entries; rebuilding the tree from every stored leaf hash",
+                          head.tree_size)
+                return self.load(progress)
+        self.tree = tree
+        self.latest = latest
+        self.fill_error = None
+        if tree.missing:
+            self.filled.clear()
+            self._closing.clear()
+            self._filler = threading.Thread(target=self._fill, args=(tree,),
+                                            name="tocsin-merkle-fill", daemon=True)
+            self._filler.start()
         return tree.size
+
+    def frontier(self) -> Frontier:
+        """The tree's size and frontier, for a snapshot."""
+        return Frontier(self.tree.size, tuple(self.tree.frontier()))
+
+    def _fill(self, tree: MerkleTree) -> None:
+        """Fill in the nodes older than the frontier `tree` was started from (in a thread of
+        its own, while the node already works)."""
+        base = tree.missing
+        started = time.monotonic()
+        try:
+            leaves = bytearray()
+            for seq, digest in self.log.leaf_hashes(1, base):
+                if self._closing.is_set():
+                    return
+                if seq != len(leaves) // HASH_SIZE + 1:
+                    raise ValueError(f"no leaf hash stored for seq {len(leaves) // HASH_SIZE + 1}")
+                leaves += digest
+            tree.fill(leaves)
+        except ValueError as exc:
+            self.fill_error = (f"the stored leaf hashes of seq 1-{base} do not give the Merkle "
+                               f"tree the snapshot recorded ({exc}); run `tocsin verify`")
+            log.error("%s: %s", self.log.where, self.fill_error)
+        except Exception as exc:  # the log closed under it, or could not be read
+            self.fill_error = f"the tree's nodes older than seq {base} could not be read: {exc}"
+            if not self._closing.is_set():
+                log.error("%s: %s", self.log.where, self.fill_error)
+        else:
+            log.info("Merkle tree: the nodes of the %d leaves before the snapshot filled in "
+                     "(%.1f s)", base, time.monotonic() - started)
+        finally:
+            self.filled.set()
+
+    def _stop_filling(self) -> None:
+        filler, self._filler = self._filler, None
+        if filler is not None:
+            self._closing.set()
+            filler.join()
+
+    # --- roots and proofs, for readers on any thread -------------------------------------------
+
+    def root_at(self, tree_size: int) -> bytes:
+        """The root of the first `tree_size` leaves."""
+        return self._answer(lambda: self.tree.root_at(tree_size))
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of leaf `index` in the tree of `tree_size` leaves."""
+        return self._answer(lambda: self.tree.inclusion_proof(index, tree_size))
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 consistency proof of the tree of `first` leaves in that of `second`."""
+        return self._answer(lambda: self.tree.consistency_proof(first, second))
+
+    def _answer(self, compute: Callable[[], T]) -> T:
+        try:
+            return compute()
+        except MissingNodes:
+            if self.fill_error is not None:
+                raise IntegrityError(self.fill_error) from None
+            raise OperationalError("the Merkle tree's nodes older than the last snapshot are "
+                                   "still being read back after a restart; retry in a few "
+                                   "seconds") from None
 
     def append(
         self,
@@ -234,4 +359,5 @@ class MerkleLog:
         return self.log.read(start + 1, end + 1)
 
     def close(self) -> None:
-        """Nothing of its own to close (the log is closed by its owner)."""
+        """Stop filling in the tree (the log is closed by its owner)."""
+        self._stop_filling()
