@@ -12,14 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tocsin.audit import MerkleTree, TreeHead, from_json, key_id, verify_tree_head
 from tocsin.audit.witness import cosignature_from_json, verify_cosignature
+from tocsin.store.readonly import MissingTable
 
 __all__ = ["Anchor", "Findings", "check_anchor", "check_stored_cosignatures", "load_anchor"]
 
@@ -132,7 +132,7 @@ def check_anchor(
 
 
 def check_stored_cosignatures(
-    conn: sqlite3.Connection,
+    query: Callable[[str], list[tuple[Any, ...]]],
     tree: MerkleTree,
     public_key: bytes | None,
     witness_keys: Sequence[bytes],
@@ -148,9 +148,9 @@ def check_stored_cosignatures(
                                      "(--public-key)"))
         return found
     try:
-        rows = conn.execute("SELECT tree_size, root_hash, witness, time, signature "
-                            "FROM cosignatures ORDER BY tree_size DESC").fetchall()
-    except sqlite3.OperationalError:  # a log that never had a cosignature
+        rows = query("SELECT tree_size, root_hash, witness, time, signature "
+                     "FROM cosignatures ORDER BY tree_size DESC")
+    except MissingTable:  # a log that never had a cosignature
         rows = []
     log_kid = key_id(public_key)
     for witness in witness_keys:

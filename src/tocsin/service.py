@@ -255,14 +255,16 @@ class Service:
         self.ready = False
         self.closing.set()
 
-    async def stop(self) -> None:
+    async def stop(self, *, snapshot: bool = True) -> None:
         """Stop the outputs (they may still log, e.g. siren statuses) and the role, let the
-        writer finish, close the stores."""
+        writer finish, close the stores; `snapshot`: take one first (a node's own, so a
+        one-off process on a shared store takes none)."""
         self.begin_shutdown()
         await self.outputs.stop()
         await self.role.stop()
-        with contextlib.suppress(Exception):  # a clean stop restarts without replaying
-            await self.snapshot(force=True)
+        if snapshot:
+            with contextlib.suppress(Exception):  # a clean stop restarts without replaying
+                await self.snapshot(force=True)
         self.writer.shutdown(wait=True)
         await self.bus.aclose()
         self.merkle.close()

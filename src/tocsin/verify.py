@@ -1,6 +1,7 @@
 """Checking the record: a data directory offline, or a live server as any outsider can.
 
-**Offline** (`verify_data_dir`): read every row of the log in seq order, recompute each leaf
+**Offline** (`verify_data_dir`, or `verify_store` for a cluster's PostgreSQL store, the same
+checks over the same tables): read every row of the log in seq order, recompute each leaf
 from the row (never trusting a stored hash), and compare
 
 - the rows with themselves: seqs must run 1, 2, 3, … with no gap; an event's `source` and
@@ -32,7 +33,6 @@ import base64
 import binascii
 import json
 import random
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +59,7 @@ from tocsin.audit.sth import PUBLIC_KEY_SIZE
 from tocsin.errors import OperationalError
 from tocsin.store.base import LogEntry
 from tocsin.store.merkle import TIMES_FROM, entry_leaf_hash, load_signing_key
+from tocsin.store.readonly import MissingTable, ReadOnlyTables, open_readonly
 
 __all__ = [
     "Anchor",
@@ -69,6 +70,7 @@ __all__ = [
     "load_public_key",
     "verify_data_dir",
     "verify_remote",
+    "verify_store",
 ]
 
 Progress = Callable[[int], None]
@@ -142,36 +144,17 @@ def load_public_key(text: str) -> bytes:
 # --- offline -------------------------------------------------------------------------------------
 
 
-def _connect(db: Path) -> sqlite3.Connection:
-    if not db.is_file():
-        raise OperationalError(f"{db}: no log here")
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        conn.execute("SELECT 1 FROM log LIMIT 1").fetchall()
-    except sqlite3.Error as exc:
-        raise OperationalError(f"{db}: {exc}") from exc
-    return conn
+def count_entries(data_dir: Path | str | None = None, store: str | None = None) -> int:
+    """Rows in a data directory's (or a store's) log, for progress bars."""
+    with open_readonly(data_dir, store) as db:
+        return int(db.query("SELECT COUNT(*) FROM log")[0][0])
 
 
-def count_entries(data_dir: Path | str) -> int:
-    """Rows in a data directory's log (for progress bars)."""
-    conn = _connect(Path(data_dir) / "tocsin.db")
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM log").fetchone()[0])
-    finally:
-        conn.close()
-
-
-def _rows(conn: sqlite3.Connection) -> Iterator[LogEntry]:
-    after = None
+def _rows(db: ReadOnlyTables) -> Iterator[LogEntry]:
+    after = 0
     while True:
-        sql = ("SELECT seq, kind, body, source, event_id, key_name, cause_seq, recorded_at "
-               "FROM log ")
-        args: tuple[Any, ...] = ()
-        if after is not None:
-            sql += "WHERE seq > ? "
-            args = (after,)
-        rows = conn.execute(sql + "ORDER BY seq LIMIT 20000", args).fetchall()
+        rows = db.query("SELECT seq, kind, body, source, event_id, key_name, cause_seq, "
+                        "recorded_at FROM log WHERE seq > ? ORDER BY seq LIMIT 20000", (after,))
         for r in rows:
             yield LogEntry(*r)
         if len(rows) < 20000:
@@ -179,14 +162,14 @@ def _rows(conn: sqlite3.Connection) -> Iterator[LogEntry]:
         after = rows[-1][0]
 
 
-def _stored_hashes(conn: sqlite3.Connection) -> Iterator[tuple[int, bytes]]:
+def _stored_hashes(db: ReadOnlyTables) -> Iterator[tuple[int, bytes]]:
     """(seq, leaf hash) as stored, in seq order, page by page."""
     after = 0
     while True:
         try:
-            rows = conn.execute("SELECT seq, hash FROM merkle_leaves WHERE seq > ? ORDER BY seq "
-                                "LIMIT 20000", (after,)).fetchall()
-        except sqlite3.OperationalError:  # a log from before Merkle leaves were stored
+            rows = db.query("SELECT seq, hash FROM merkle_leaves WHERE seq > ? ORDER BY seq "
+                            "LIMIT 20000", (after,))
+        except MissingTable:  # a log from before Merkle leaves were stored
             return
         for seq, digest in rows:
             yield int(seq), bytes(digest)
@@ -221,12 +204,12 @@ class _Cursor:
         return out
 
 
-def _stored_heads(conn: sqlite3.Connection) -> list[tuple[int, TreeHead | None, str, str]]:
+def _stored_heads(db: ReadOnlyTables) -> list[tuple[int, TreeHead | None, str, str]]:
     """(row id, head or None if malformed, key id, error) for every stored head, oldest first."""
     try:
-        rows = conn.execute("SELECT id, tree_size, timestamp, root_hash, signature, key_id "
-                            "FROM sths ORDER BY id").fetchall()
-    except sqlite3.OperationalError:
+        rows = db.query("SELECT id, tree_size, timestamp, root_hash, signature, key_id "
+                        "FROM sths ORDER BY id")
+    except MissingTable:
         return []
     out: list[tuple[int, TreeHead | None, str, str]] = []
     for rid, size, stamp, root, sig, kid in rows:
@@ -268,69 +251,92 @@ def verify_data_dir(
 ) -> VerifyReport:
     """Recompute the tree of a data directory's log and check it against everything stored,
     and against `anchor`, a head kept elsewhere, co-signed by each of `witness_keys`."""
+    with open_readonly(data_dir) as db:
+        return _verify(db, public_key, progress=progress, anchor=anchor,
+                       witness_keys=witness_keys)
+
+
+def verify_store(
+    store: str,
+    public_key: bytes | None,
+    *,
+    progress: Progress | None = None,
+    anchor: Anchor | None = None,
+    witness_keys: Sequence[bytes] = (),
+) -> VerifyReport:
+    """`verify_data_dir` for a cluster's PostgreSQL store (`postgresql://…`), read-only."""
+    with open_readonly(store=store) as db:
+        return _verify(db, public_key, progress=progress, anchor=anchor,
+                       witness_keys=witness_keys)
+
+
+def _verify(
+    db: ReadOnlyTables,
+    public_key: bytes | None,
+    *,
+    progress: Progress | None,
+    anchor: Anchor | None,
+    witness_keys: Sequence[bytes],
+) -> VerifyReport:
     started = time.perf_counter()
     report = VerifyReport()
-    conn = _connect(Path(data_dir) / "tocsin.db")
-    try:
-        stored = _Cursor(_stored_hashes(conn))
-        heads = _stored_heads(conn)
-        times_from = _times_from(conn, report)
-        tree = MerkleTree()
-        gap_reported = False
-        unhashed: int | None = None
-        for entry in _rows(conn):
-            position = tree.size  # the index this row takes in the recomputed tree
-            if entry.seq != position + 1 and not gap_reported:
-                gap_reported = True
-                what = "missing" if entry.seq > position + 1 else "out of order"
-                report.add(position, f"seq {position + 1} is {what} (the next row is seq "
-                                     f"{entry.seq})")
-            _check_row(entry, report)
-            try:
-                digest = entry_leaf_hash(entry, times_from)
-            except (ValueError, TypeError) as exc:
-                report.add(position, f"seq {entry.seq}: cannot be canonicalised ({exc})")
-                digest = leaf_hash(entry.body.encode("utf-8", "replace"))
-            tree.append(digest)
-            kept = stored.take(position + 1)
-            if kept is None:
-                if unhashed is None:
-                    unhashed = position
-            elif kept != digest:
-                report.add(position, f"seq {position + 1}: the entry does not match the leaf "
-                                     "hash stored when it was appended")
-            if progress is not None and tree.size % 5000 == 0:
-                progress(tree.size)
-        report.entries = tree.size
-        if progress is not None:
+    stored = _Cursor(_stored_hashes(db))
+    heads = _stored_heads(db)
+    times_from = _times_from(db, report)
+    tree = MerkleTree()
+    gap_reported = False
+    unhashed: int | None = None
+    for entry in _rows(db):
+        position = tree.size  # the index this row takes in the recomputed tree
+        if entry.seq != position + 1 and not gap_reported:
+            gap_reported = True
+            what = "missing" if entry.seq > position + 1 else "out of order"
+            report.add(position, f"seq {position + 1} is {what} (the next row is seq "
+                                 f"{entry.seq})")
+        _check_row(entry, report)
+        try:
+            digest = entry_leaf_hash(entry, times_from)
+        except (ValueError, TypeError) as exc:
+            report.add(position, f"seq {entry.seq}: cannot be canonicalised ({exc})")
+            digest = leaf_hash(entry.body.encode("utf-8", "replace"))
+        tree.append(digest)
+        kept = stored.take(position + 1)
+        if kept is None:
+            if unhashed is None:
+                unhashed = position
+        elif kept != digest:
+            report.add(position, f"seq {position + 1}: the entry does not match the leaf "
+                                 "hash stored when it was appended")
+        if progress is not None and tree.size % 5000 == 0:
             progress(tree.size)
-        extra = stored.rest(tree.size)
-        if extra:
-            report.add(tree.size, f"leaf hashes are stored for seq {extra[0]}..{extra[-1]}, "
-                                  f"beyond the last entry (seq {tree.size}): entries removed")
-        if unhashed is not None:
-            if stored.any:
-                report.add(unhashed, f"seq {unhashed + 1} has no stored leaf hash "
-                                     "(inserted outside tocsin?)")
-            else:
-                report.notes.append("no stored leaf hashes: this log was never served (checked "
-                                    "against signed heads only)")
-        _check_heads(heads, tree, public_key, report)
-        if anchor is not None:
-            found = check_anchor(anchor, tree, public_key, witness_keys)
-        elif witness_keys:
-            found = check_stored_cosignatures(conn, tree, public_key, witness_keys)
+    report.entries = tree.size
+    if progress is not None:
+        progress(tree.size)
+    extra = stored.rest(tree.size)
+    if extra:
+        report.add(tree.size, f"leaf hashes are stored for seq {extra[0]}..{extra[-1]}, "
+                              f"beyond the last entry (seq {tree.size}): entries removed")
+    if unhashed is not None:
+        if stored.any:
+            report.add(unhashed, f"seq {unhashed + 1} has no stored leaf hash "
+                                 "(inserted outside tocsin?)")
         else:
-            found = Findings()
-        precise = [p.index for p in report.problems if p.index is not None]
-        for index, message in found.problems:
-            if index is None and found.rewritten_below is not None:
-                # the heads cannot say where; an entry already found bad explains it
-                index = min((i for i in precise if i < found.rewritten_below), default=None)
-            report.add(index, message)
-        report.notes.extend(found.notes)
-    finally:
-        conn.close()
+            report.notes.append("no stored leaf hashes: this log was never served (checked "
+                                "against signed heads only)")
+    _check_heads(heads, tree, public_key, report)
+    if anchor is not None:
+        found = check_anchor(anchor, tree, public_key, witness_keys)
+    elif witness_keys:
+        found = check_stored_cosignatures(db.query, tree, public_key, witness_keys)
+    else:
+        found = Findings()
+    precise = [p.index for p in report.problems if p.index is not None]
+    for index, message in found.problems:
+        if index is None and found.rewritten_below is not None:
+            # the heads cannot say where; an entry already found bad explains it
+            index = min((i for i in precise if i < found.rewritten_below), default=None)
+        report.add(index, message)
+    report.notes.extend(found.notes)
     report.tree_size = tree.size
     report.root_hash = base64.b64encode(tree.root()).decode("ascii")
     report.seconds = time.perf_counter() - started
@@ -380,11 +386,12 @@ def _check_heads(
                        f"at an index from {low} to {head.tree_size - 1}")
 
 
-def _times_from(conn: sqlite3.Connection, report: VerifyReport) -> int | None:
+def _times_from(db: ReadOnlyTables, report: VerifyReport) -> int | None:
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (TIMES_FROM,)).fetchone()
-    except sqlite3.OperationalError:
-        row = None
+        rows = db.query("SELECT value FROM meta WHERE key = ?", (TIMES_FROM,))
+    except MissingTable:
+        rows = []
+    row = rows[0] if rows else None
     if row is None:
         report.notes.append("recorded_at is not covered by this log's leaves (a log from before "
                             "it was; see docs/transparency.md)")

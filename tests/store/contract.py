@@ -159,7 +159,7 @@ class LogContract(ABC):
 
     def test_find_events_of_a_batch(self, log: EventLog) -> None:
         put(log, [event(1, "e1"), transition(2, 1), event(3, "e2", source="radar-2")])
-        many = [(f"radar-{i}", "x") for i in range(250)]  # more than one query's worth
+        many = [(f"radar-{i}", "x") for i in range(2500)]  # more than one query's worth
         assert log.find_events([("radar-1", "e1"), ("radar-2", "e2"), ("radar-1", "x"),
                                 ("radar-1", "e1"), *many]) \
             == {("radar-1", "e1"): 1, ("radar-2", "e2"): 3}

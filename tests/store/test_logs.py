@@ -66,6 +66,25 @@ class TestSQLiteLog(LogContract):
             assert list(log.read()) == rows
 
 
+    def test_a_batch_of_ids_is_looked_up_by_index_searches_not_a_scan(self) -> None:
+        # a scan of the (source, event_id) index costs in proportion to the log, every batch
+        with self.create_log() as log:
+            assert isinstance(log, SQLiteLog)
+            put(log, [event(seq, f"e{seq}") for seq in range(1, 301)])
+            statements: list[str] = []
+            log._db.set_trace_callback(statements.append)
+            try:
+                keys = [("radar-1", f"e{i}") for i in range(0, 400, 3)]
+                assert len(log.find_events(keys)) == len(range(3, 301, 3))
+            finally:
+                log._db.set_trace_callback(None)
+            (lookup,) = [s for s in statements if "FROM" in s and "log" in s]
+            plan = log._db.execute("EXPLAIN QUERY PLAN " + lookup).fetchall()
+            steps = [row[-1] for row in plan]
+            assert any("SEARCH log USING INDEX log_event_key" in s for s in steps), steps
+            assert not any(s.startswith("SCAN log") for s in steps), steps
+
+
 class TestSQLiteMerkle(MerkleContract):
     @pytest.fixture(autouse=True)
     def _where(self, tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ class Metrics:
     """
 
     name = "metrics"
+    SNAPSHOT_FIELDS = ("in_force", "last_seq")  # kept by snapshots (the counters are per start)
 
     def __init__(self, service: Service) -> None:
         self.service = service

@@ -169,9 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--data-dir", help="check this data directory offline")
     where.add_argument("--url", help="check a live server, e.g. http://127.0.0.1:8080")
+    where.add_argument("--store", metavar="URL",
+                       help="check a cluster's shared store offline, read-only, "
+                            "postgresql://user@host:5432/db")
     p.add_argument("--public-key", metavar="KEY",
                    help="offline: the log's public key, a PEM file or base64 (default: the "
-                        "data directory's log-signing.pub)")
+                        "data directory's log-signing.pub, or the key the store keeps)")
     p.add_argument("--head", metavar="FILE",
                    help="offline: a head kept elsewhere (an STH as /api/v1/log/sth serves it, "
                         "or a witness state file) the log must be consistent with")
@@ -278,9 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands whose --data-dir holds something kept per node, not in a cluster's shared store.
 _PER_NODE = {
-    "verify": "check a cluster as outsiders do: tocsin verify --url http://<any node>:<port>",
     "report": "copy a cluster's log to a data directory first",
-    "cap": "POST the file to /api/v1/cap on any node of the cluster",
 }
 
 
@@ -301,7 +302,8 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
                 nested = [c for a in command._subparsers._group_actions
                           for c in getattr(a, "choices", {}).values()]
             for leaf in nested:
-                if any("--data-dir" in a.option_strings for a in leaf._actions):
+                options = {o for a in leaf._actions for o in a.option_strings}
+                if "--data-dir" in options and "--store" not in options:
                     leaf.add_argument(
                         "--store", metavar="URL",
                         help="a cluster's shared store, postgresql://user@host:5432/db "

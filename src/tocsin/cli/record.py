@@ -25,23 +25,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     (a live server, as any outsider can); exit 1 naming the first bad leaf index."""
     from tocsin.anchor import load_anchor
     from tocsin.logkey import LEGACY_KEY_FILE, PUBLIC_KEY_FILE
-    from tocsin.verify import count_entries, load_public_key, verify_data_dir
+    from tocsin.store.readonly import open_readonly
+    from tocsin.verify import count_entries, load_public_key, verify_data_dir, verify_store
 
     if args.url:
         if args.head or args.witness_key:
-            err("--head and --witness-key check a data directory (use them with --data-dir)")
+            err("--head and --witness-key check a data directory or a store (use them with "
+                "--data-dir or --store)")
             return EXIT_INPUT
         return _verify_url(args)
-    data_dir = Path(args.data_dir)
+    store: str | None = args.store
+    data_dir = Path(args.data_dir) if store is None else None
     key_source = args.public_key
     for name in (PUBLIC_KEY_FILE, LEGACY_KEY_FILE):
-        if key_source is None and (data_dir / name).is_file():
+        if key_source is None and data_dir is not None and (data_dir / name).is_file():
             key_source = str(data_dir / name)
     try:
         public = load_public_key(key_source) if key_source else None
     except (ValueError, TocsinError) as exc:
         err(f"--public-key: {exc}")
         return EXIT_INPUT
+    if public is None and store is not None:
+        with open_readonly(store=store) as tables:
+            public = tables.stored_public_key()
+        if public is not None:
+            print("note: the public key is the one the store keeps (--public-key checks the "
+                  "store against a key kept elsewhere)", file=sys.stderr)
     try:
         witnesses = [load_public_key(k) for k in args.witness_key or ()]
     except (ValueError, TocsinError) as exc:
@@ -52,10 +61,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         err(f"--head: {exc}")
         return EXIT_INPUT
-    total = count_entries(data_dir)
+    total = count_entries(data_dir, store)
     with progress(total, "verify") as advance:
-        report = verify_data_dir(data_dir, public, progress=advance, anchor=anchor,
-                                 witness_keys=witnesses)
+        if store is not None:
+            report = verify_store(store, public, progress=advance, anchor=anchor,
+                                  witness_keys=witnesses)
+        else:
+            assert data_dir is not None
+            report = verify_data_dir(data_dir, public, progress=advance, anchor=anchor,
+                                     witness_keys=witnesses)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     rate = report.entries / report.seconds if report.seconds else 0.0

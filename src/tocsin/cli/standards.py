@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -20,21 +21,27 @@ from tocsin.geo import load_region_set
 
 
 def cmd_cap_import(args: argparse.Namespace) -> int:
-    """Take a CAP 1.2 alert from another authority into a data directory's log, in-process.
+    """Take a CAP 1.2 alert from another authority into a data directory's (or a cluster
+    store's) log, in-process.
 
     The server must not be running on that directory (POST the file to /api/v1/cap instead):
     this runs a service of its own on the log, which decides the alert exactly as the server
-    would; the next `tocsin serve` then starts with it. Prints what each message did as JSON.
+    would; the next `tocsin serve` then starts with it. With `--store`, it holds the cluster's
+    leader lock while it runs, so it refuses while a leader is running (POST the file to any
+    node then); followers take the entries up from the log. Prints what each message did as
+    JSON.
     """
     import asyncio
+    import tempfile
 
     from tocsin.config import settings_from_env
     from tocsin.outputs.cap import CapError
     from tocsin.outputs.capin import import_cap
     from tocsin.service import Service
 
+    store: str | None = args.store
     data_dir = Path(args.data_dir)
-    if (data_dir / "tocsin.db-wal").exists() and not args.force:
+    if store is None and (data_dir / "tocsin.db-wal").exists() and not args.force:
         err(f"{data_dir}/tocsin.db is open (tocsin.db-wal exists): stop the server and retry, "
              "or POST the file to /api/v1/cap; --force if no process has it open (after a crash)")
         return EXIT_STORE
@@ -43,26 +50,46 @@ def cmd_cap_import(args: argparse.Namespace) -> int:
     except OSError as exc:
         err(f"{args.file}: {exc.strerror or exc}")
         return EXIT_INPUT
-    settings = settings_from_env(data_dir=data_dir, mode=args.mode,
-                                 regions=log_region_set(data_dir, args.regions))
+    with contextlib.ExitStack() as stack:
+        if store is not None:
+            if not _hold_leader_lock(store, stack):
+                err("a cluster leader is running on this store: POST the file to /api/v1/cap on "
+                    "any node of the cluster (or stop its nodes and retry)")
+                return EXIT_STORE
+            # the snapshots a node takes are its own: this one keeps none
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tocsin-")))
+        settings = settings_from_env(data_dir=data_dir, mode=args.mode, store=store,
+                                     regions=log_region_set(data_dir, args.regions, store))
 
-    async def run() -> dict[str, Any]:
-        service = Service(settings)
-        await service.start()
+        async def run() -> dict[str, Any]:
+            service = Service(settings)
+            await service.start()
+            try:
+                return await import_cap(service, xml, key_name="cli")
+            finally:
+                await service.stop(snapshot=store is None)
+
         try:
-            return await import_cap(service, xml, key_name="cli")
-        finally:
-            await service.stop()
-
-    try:
-        result = asyncio.run(run())
-    except CapError as exc:
-        for problem in exc.problems:
-            print(f"{args.file}: {problem}", file=sys.stderr)
-        err("not a valid CAP 1.2 document; nothing was imported")
-        return EXIT_INPUT
+            result = asyncio.run(run())
+        except CapError as exc:
+            for problem in exc.problems:
+                print(f"{args.file}: {problem}", file=sys.stderr)
+            err("not a valid CAP 1.2 document; nothing was imported")
+            return EXIT_INPUT
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return EXIT_OK
+
+
+def _hold_leader_lock(store: str, stack: contextlib.ExitStack) -> bool:
+    """Take a cluster's leader lock for as long as `stack` is open; False if a leader has it."""
+    from tocsin.cluster.lease import LeaderLease
+    from tocsin.store.postgres import PostgresLog
+
+    log = PostgresLog(store)
+    stack.callback(log.close)
+    lease = LeaderLease(log, timeout_s=3600)
+    stack.callback(lease.release)
+    return lease.try_acquire()
 
 
 def cmd_sirens_import(args: argparse.Namespace) -> int:

@@ -105,6 +105,8 @@ class LeaderOnly(Generic[R]):
     go to the running one's `apply`, when it has one.
     """
 
+    FROM_LOG = False  # nothing to rebuild: a fresh one reads what it needs when it starts
+
     def __init__(self, name: str, make: Callable[[], R]) -> None:
         self.name = name
         self._make = make
@@ -188,14 +190,21 @@ class Outputs:
 
     @property
     def read_models(self) -> dict[str, Any]:
-        """The models snapshots keep, by name."""
-        return {o.name: o.model for o in self._outputs.values()
-                if isinstance(o, ReadModel) and o.snapshotted}
+        """The models snapshots keep, by name: those of `ReadModel`s, and outputs that name
+        their own state in `SNAPSHOT_FIELDS`."""
+        out: dict[str, Any] = {}
+        for o in self._outputs.values():
+            model = o.model if isinstance(o, ReadModel) else o
+            if hasattr(model, "SNAPSHOT_FIELDS"):
+                out[o.name] = model
+        return out
 
     @property
     def need_whole_log(self) -> bool:
-        """Whether some output keeps state that no snapshot holds (so it is rebuilt from 1)."""
-        return any(not (isinstance(o, ReadModel) and o.snapshotted)
+        """Whether some output keeps state that no snapshot holds (so it is rebuilt from 1);
+        one whose `rebuild` does nothing (`FROM_LOG = False`) keeps none."""
+        kept = self.read_models
+        return any(o.name not in kept and getattr(o, "FROM_LOG", True)
                    for o in self._outputs.values())
 
     def apply(self, batch: Sequence[Envelope]) -> None:

@@ -17,17 +17,21 @@ INCIDENT_TYPES = ("silent_impact", "siren_fault")
 class IncidentLog:
     """The newest `keep` incidents, by seq."""
 
+    SNAPSHOT_FIELDS = ("_items", "last_seq")  # its state, for `tocsin.snapshots`
+
     def __init__(self, keep: int = 500) -> None:
         self.keep = keep
         self._items: dict[int, dict[str, Any]] = {}
+        self.last_seq = 0  # of the last transition folded in
 
     def apply_many(self, envelopes: Iterable[Mapping[str, Any]]) -> None:
         """Keep the incidents among published (or logged) envelopes; seq de-duplicates."""
         for env in envelopes:
-            if env.get("type") not in INCIDENT_TYPES:
-                continue
             seq = int(env["seq"])
-            if seq in self._items:
+            if seq <= self.last_seq:
+                continue
+            self.last_seq = seq
+            if env.get("type") not in INCIDENT_TYPES:
                 continue
             self._items[seq] = dict(env)
             if len(self._items) > self.keep * 2:  # pruned in steps: bounded, rarely sorted

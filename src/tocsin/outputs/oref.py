@@ -54,6 +54,8 @@ HISTORY_SPAN: Final = timedelta(hours=24)
 class OrefView:
     """Pikud HaOref-shaped current alerts and history (see the module doc)."""
 
+    SNAPSHOT_FIELDS = ("active", "history_rows", "last_seq")  # for `tocsin.snapshots`
+
     def __init__(self, regions: RegionSet, *, notes: str | None = None,
                  keep: int = 10_000) -> None:
         self.labels: dict[str, str] = {

@@ -19,6 +19,7 @@ class StreamOutput:
     """Publishes every committed batch, in its wire form, on `bus`."""
 
     name = "stream"
+    FROM_LOG = False  # nothing to rebuild: streams resume from the log
 
     def __init__(self, bus: MemoryBus) -> None:
         self.bus = bus

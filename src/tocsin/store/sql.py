@@ -38,7 +38,7 @@ _REJECTED = ("stream_seq, source, event_id, key_name, body, errors, node, receiv
              "rejected_at")
 _PAGE = 5000
 _LEAF_PAGE = 50_000
-_KEYS_PER_QUERY = 100
+_KEYS_PER_QUERY = 1000  # 2,000 parameters: well inside SQLite's and PostgreSQL's limits
 
 
 class Transaction(Protocol):
@@ -131,14 +131,23 @@ class SQLLog(EventLog):
             cursor = int(rows[-1][0]) + 1
 
     def find_events(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """The seqs of those of `keys` that are logged, a hundred keys per query."""
+        """The seqs of those of `keys` that are logged: one query per batch (up to
+        `_KEYS_PER_QUERY` keys), each key one search of the (source, event_id) index.
+
+        The keys are a table of their own joined to the log: SQLite answers the equivalent
+        `(source = ? AND event_id = ?) OR …` by scanning the whole index, a cost that grows
+        with the log (0.5 s a batch at 38,000 events).
+        """
         wanted = list(dict.fromkeys(keys))
         found: dict[tuple[str, str], int] = {}
         for i in range(0, len(wanted), _KEYS_PER_QUERY):
             chunk = wanted[i:i + _KEYS_PER_QUERY]
-            match = " OR ".join(["(source = ? AND event_id = ?)"] * len(chunk))
+            values = ", ".join(["(?, ?)"] * len(chunk))
             rows = self._query(
-                f"SELECT source, event_id, seq FROM log WHERE kind = 'event' AND ({match})",
+                f"WITH wanted (source, event_id) AS (VALUES {values}) "
+                "SELECT log.source, log.event_id, log.seq FROM wanted JOIN log "
+                "ON log.source = wanted.source AND log.event_id = wanted.event_id "
+                "WHERE log.kind = 'event'",
                 [v for key in chunk for v in key])
             found.update({(r[0], r[1]): int(r[2]) for r in rows})
         return found
