@@ -155,8 +155,9 @@ class ReferenceEngine:
         if isinstance(event, SirenStatus) and event.region not in self.regions.regions:
             raise EventRejected(FieldError("region", f"unknown region {event.region!r}"))
 
-    def apply(self, event: Event, seq: int) -> Step:
-        """Apply the event logged at `seq`; its transitions take seq+1, seq+2, …"""
+    def apply(self, event: Event, seq: int, *, checked: bool = False) -> Step:
+        """Apply the event logged at `seq`; its transitions take seq+1, seq+2, …
+        (`checked`: as `Engine.apply`; this one checks every event regardless)."""
         self.check(event)
         t = to_us(event.time)
         now = t if self.clock_us is None else max(self.clock_us, t)
