@@ -10,7 +10,7 @@ SQLite data directory (as `bench/replay.py` does) until it holds `--entries` ent
 entry is a real decision of the engine (an oblast-wide alert is one transition per hromada),
 so the log replays exactly; it is built by the engine rather than bulk-inserted, which takes a
 few minutes but gives `tocsin replay` and a full-replay start nothing synthetic to trip on.
-`--keep DIR` keeps (and reuses) the built log there.
+`--keep DIR` keeps (and reuses) the built log there, and its signing key in DIR-config.
 
 Then `tocsin serve` is started on it, each start timed from spawn until `/readyz` answers 200,
 and stopped with SIGINT (a clean stop writes a snapshot at the log's end):
@@ -19,7 +19,9 @@ and stopped with SIGINT (a clean stop writes a snapshot at the log's end):
    snapshots, and what a start does when no snapshot checks);
 2. then `--runs` restarts from the snapshot the previous stop wrote, alternating with
    `--full-runs` - 1 more full replays (the snapshots removed before those), so both kinds
-   see the same machine load; medians are reported, and their ratio.
+   see the same machine load; medians are reported, and their ratio. Each restart waits for
+   the tree's older nodes to be filled in before it is stopped, and that time is reported.
+   `--full-runs 0` with `--keep` only restarts, from the snapshot the kept log has.
 
 A restart from a snapshot loads the engine and read models and the Merkle tree's frontier and
 replays the tail; the tree's older nodes are filled in after `/readyz` is ready (the time the
@@ -49,9 +51,11 @@ from common import free_port, machine, table, write_result  # noqa: I001
 from replay import RECORD, record_events
 
 
-def serve(data_dir: Path, log: Path, env: dict[str, str]) -> float:
-    """Start `tocsin serve`, wait for /readyz, stop it cleanly; seconds until ready."""
+def serve(data_dir: Path, log: Path, env: dict[str, str], *, fill: bool = False) -> float:
+    """Start `tocsin serve`, wait for /readyz, stop it cleanly; seconds until ready. With
+    `fill`, wait (up to a minute) for the Merkle tree's older nodes to be filled in first."""
     port = free_port()
+    filled = _fills(log)
     started = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -69,11 +73,18 @@ def serve(data_dir: Path, log: Path, env: dict[str, str]) -> float:
                 pass
             time.sleep(0.05)
         ready = time.perf_counter() - started
-        time.sleep(1)  # let the tree fill in (and log it) before the stop
+        while fill and len(_fills(log)) == len(filled) and time.perf_counter() - started < 60:
+            time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(900)
     return ready
+
+
+def _fills(log: Path) -> list[float]:
+    """The fill-in times the servers logged so far."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [float(x) for x in re.findall(r"filled in \(([\d.]+) s\)", text)]
 
 
 def build(data_dir: Path, entries: int) -> dict[str, Any]:
@@ -138,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--entries", type=int, default=2_000_000)
     p.add_argument("--runs", type=int, default=3, help="restarts from a snapshot")
     p.add_argument("--full-runs", type=int, default=1,
-                   help="starts replaying the whole log (the first start is one)")
+                   help="starts replaying the whole log (the first start is one); 0: restart "
+                        "from the snapshot a --keep log has")
     p.add_argument("--keep", type=Path, help="build the log here (or reuse the one there)")
     p.add_argument("--tree", type=int, help="only time MerkleLog.load over this many entries")
     args = p.parse_args(argv)
@@ -158,22 +170,27 @@ def main(argv: list[str] | None = None) -> int:
         else:
             built = build(data, args.entries)
             print(f"  built: {built}", file=sys.stderr, flush=True)
-        # the servers' signing key stays with this run, not in the user's config
-        env = {"TOCSIN_CONFIG_DIR": str(tmp / "config")}
+        # the servers' signing key stays with this run (or with the kept log), not in the
+        # user's config
+        config = tmp / "config" if args.keep is None else Path(f"{args.keep}-config")
+        env = {"TOCSIN_CONFIG_DIR": str(config)}
         log = tmp / "serve.log"
-        for old in (data / "snapshots").glob("*.pickle"):
-            old.unlink()  # a kept log starts like a fresh one: no snapshot
-        full, fast, loads = [], [], []
+        full: list[float] = []
+        fast: list[float] = []
+        loads: list[float] = []
         aside = tmp / "aside"
-        loads.append(_load())
-        full.append(serve(data, log, env))
-        print(f"  full replay: {full[-1]:.1f} s (load {loads[-1]:.1f})", file=sys.stderr,
-              flush=True)
+        if args.full_runs > 0:
+            for old in (data / "snapshots").glob("*.pickle"):
+                old.unlink()  # a kept log starts like a fresh one: no snapshot
+            loads.append(_load())
+            full.append(serve(data, log, env))
+            print(f"  full replay: {full[-1]:.1f} s (load {loads[-1]:.1f})", file=sys.stderr,
+                  flush=True)
         snaps = sorted((data / "snapshots").glob("*.pickle"))
         for i in range(max(args.runs, args.full_runs - 1)):
             if i < args.runs:
                 loads.append(_load())
-                fast.append(serve(data, log, env))
+                fast.append(serve(data, log, env, fill=True))
                 print(f"  from a snapshot: {fast[-1]:.1f} s (load {loads[-1]:.1f})",
                       file=sys.stderr, flush=True)
             if i < args.full_runs - 1:
@@ -183,17 +200,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  full replay: {full[-1]:.1f} s (load {loads[-1]:.1f})",
                       file=sys.stderr, flush=True)
                 shutil.rmtree(aside)  # the stop of that start wrote one at the log's end
-        text = log.read_text(errors="replace")
-        fills = [float(s) for s in re.findall(r"filled in \(([\d.]+) s\)", text)]
-        recovered = re.findall(r"recovered (\d+) log entries", text)
+        fills = _fills(log)
+        recovered = re.findall(r"recovered (\d+) log entries", log.read_text(errors="replace"))
         record: dict[str, Any] = {
             **built, "log_entries": int(recovered[-1]) if recovered else None,
             "full_replay_s": [round(x, 2) for x in full],
             "from_snapshot_s": [round(x, 2) for x in fast],
-            "full_replay_median_s": round(statistics.median(full), 2),
+            "full_replay_median_s": round(statistics.median(full), 2) if full else None,
             "from_snapshot_median_s": round(statistics.median(fast), 2) if fast else None,
-            "ratio": round(statistics.median(full) / statistics.median(fast), 1) if fast
-            else None,
+            "ratio": round(statistics.median(full) / statistics.median(fast), 1)
+            if fast and full else None,
             "tree_fill_after_ready_s": fills,
             "snapshot_mb": round(snaps[-1].stat().st_size / 2**20, 1) if snaps else None,
             "load_average_at_each_start": [round(x, 1) for x in loads],

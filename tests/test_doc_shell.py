@@ -42,6 +42,7 @@ NOT_RUN = {
     ("docs/transparency.md", "tocsin witness --url https://alerts.example.org"):
     "a synopsis: tests/record/test_witness.py runs the witness against a real server",
     ("docs/performance.md", "python bench/fanout.py"): "a benchmark",
+    ("docs/performance.md", "python bench/restart.py --entries 2000000"): "a benchmark (minutes)",
     ("docs/audit-counterfactual.md", "export TOCSIN_ATTACKS="):
     "a multi-minute audit: tests/audit/test_counterfactual.py runs it on small samples",
     ("docs/scenarios.md", "export TOCSIN_ATTACKS=path/to"):

@@ -209,3 +209,26 @@ async def test_a_restart_from_a_snapshot_feeds_the_outputs_only_the_tail(
         # snapshot's models hold (the raid's last event decides a handful)
         assert all(first > total - 12 for first, _ in fed), fed
         assert api.service.outputs["metrics"].in_force == in_force
+
+
+async def test_snapshots_are_unpickled_with_the_collector_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+    import pickle
+
+    clock = FakeClock()
+    async with running(tmp_path, clock, tick_s=3600) as api:
+        await feed(api.service, clock, raid(0, 4))
+    seen: list[bool] = []
+    loads = pickle.loads
+
+    def spying(data: bytes) -> object:
+        seen.append(gc.isenabled())
+        return loads(data)
+
+    monkeypatch.setattr("tocsin.snapshots.pickle.loads", spying)
+    async with running(tmp_path, clock, tick_s=3600) as api:
+        assert api.service.snapshots.last_seq > 0
+    assert seen and not any(seen)  # millions of containers, none of them garbage
+    assert gc.isenabled()

@@ -199,6 +199,8 @@ class Service:
         self.closing_loop = asyncio.get_running_loop()
         await self.role.start()
         await self.outputs.start(leading=self.role.is_leader)
+        # the tree's nodes older than the snapshot, filled in behind a node that is ready
+        self.merkle.start_filling()
 
     def recover_sync(self, end: int | None = None) -> int:
         """Rebuild the engine and read models (in the writer thread): from the newest snapshot
@@ -210,7 +212,7 @@ class Service:
         if loaded is not None and loaded.frontier is None:
             log.warning("the snapshot at seq %d keeps no Merkle tree; rebuilding the tree from "
                         "every stored leaf hash", loaded.seq)
-        self.merkle.load(frontier=None if loaded is None else loaded.frontier)
+        self.merkle.load(frontier=None if loaded is None else loaded.frontier, fill=False)
         end = self.merkle.size if end is None else end
         engine, start = (loaded.engine, loaded.seq) if loaded is not None else (
             ledger.new_engine(), 0)

@@ -145,12 +145,15 @@ class MerkleLog:
     # --- building ------------------------------------------------------------------------------
 
     def load(
-        self, progress: Callable[[int], None] | None = None, *, frontier: Frontier | None = None
+        self, progress: Callable[[int], None] | None = None, *,
+        frontier: Frontier | None = None, fill: bool = True,
     ) -> int:
         """Rebuild the tree from stored leaf hashes, hashing entries that have none; its size.
 
         With `frontier` (a snapshot's), start from it and read only the hashes after it; the
-        older nodes are filled in by a background thread (`filled` is set when it is done).
+        older nodes are filled in by a background thread (`filled` is set when it is done),
+        started now, or with `fill=False` by `start_filling()` (a node calls it once it is
+        ready, so the thread does not take the CPU from its start).
         """
         self._stop_filling()
         last = self.log.max_seq()
@@ -210,11 +213,17 @@ class MerkleLog:
         self.fill_error = None
         if tree.missing:
             self.filled.clear()
+            if fill:
+                self.start_filling()
+        return tree.size
+
+    def start_filling(self) -> None:
+        """Start filling in the older nodes of a tree loaded from a frontier (once)."""
+        if self.tree.missing and self._filler is None:
             self._closing.clear()
-            self._filler = threading.Thread(target=self._fill, args=(tree,),
+            self._filler = threading.Thread(target=self._fill, args=(self.tree,),
                                             name="tocsin-merkle-fill", daemon=True)
             self._filler.start()
-        return tree.size
 
     def frontier(self) -> Frontier:
         """The tree's size and frontier, for a snapshot."""
