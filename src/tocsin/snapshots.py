@@ -55,8 +55,8 @@ from tocsin.store.base import EventLog, SnapshotRecord
 from tocsin.store.merkle import Frontier
 from tocsin.threats.tracks import Track
 
-__all__ = ["ENGINE_SHARED", "FORMAT", "SNAPSHOT_EVERY", "STATE_CLASSES", "Restored", "Snapshots",
-           "engine_state", "fingerprint"]
+__all__ = ["ENGINE_SHARED", "FORMAT", "SNAPSHOT_EVERY", "STATE_CLASSES", "Restored",
+           "Snapshots", "engine_state", "fingerprint"]
 
 SNAPSHOT_EVERY = 100_000  # log entries between snapshots
 KEEP = 2  # snapshot files kept per node
