@@ -160,3 +160,86 @@ def test_cli_refuses_a_file_that_is_not_the_official_record(
     assert main(["audit", "counterfactual", "--attacks", str(_attacks(tmp_path / "a.csv")),
                  "--history", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "no alert could be read" in capsys.readouterr().err
+
+
+def _comparable(out: Path) -> tuple[dict[str, object], list[dict[str, str]]]:
+    """summary.json and days.csv without what depends on the machine (timings, the run)."""
+    s = json.loads((out / "summary.json").read_text())
+    for key in ("run", "wall_s", "engine_s"):
+        s.pop(key)
+    with (out / "days.csv").open() as fh:
+        days = [{k: v for k, v in r.items() if k != "engine_s"} for r in csv.DictReader(fh)]
+    return s, days
+
+
+def test_the_figures_are_the_same_whatever_the_number_of_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = _official(tmp_path / "official.csv.gz", [
+        ("Odeska oblast", "2023-05-01 18:00:00+00:00", "2023-05-01 20:00:00+00:00"),
+        ("Lvivska oblast", "2023-05-05 00:00:00+00:00", "2023-05-05 01:00:00+00:00"),
+        ("Lvivska oblast", "2023-04-01 00:00:00+00:00", "2023-04-01 01:00:00+00:00"),
+    ])
+    attacks = _attacks(tmp_path / "attacks.csv")
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"j{jobs}"
+        assert main(["audit", "counterfactual", "--attacks", str(attacks), "--history",
+                     str(history), "--report-s", "120", "--jobs", str(jobs),
+                     "--out", str(out)]) == 0
+        assert f"with {jobs} job(s)" in capsys.readouterr().out
+        runs[jobs] = _comparable(out)
+        progress = json.loads((out / "progress.json").read_text())
+        assert progress["status"] == "finished"
+        assert (progress["total_days"], progress["done_days"], progress["jobs"]) == (2, 2, jobs)
+        s = json.loads((out / "summary.json").read_text())
+        assert s["run"]["jobs"] == jobs and len(s["run"]["load_average_before"]) == 3
+    assert runs[1] == runs[2]
+    assert runs[1][0]["days"] == 2
+
+
+def test_a_cruise_missile_impact_is_counted_in_the_cruise_class(ua: RegionSet) -> None:
+    from tocsin.audit.counterfactual import run_day, summarise
+    from tocsin.engine.policy import Policy
+    from tocsin.threats import load_catalog
+
+    rows = [(2, {"time_start": "2023-05-01 02:00", "time_end": "2023-05-01 05:00",
+                 "model": "X-101/X-555", "launch_place": "Caspian Sea",
+                 "target": "Odesa oblast", "launched": "2", "destroyed": "0",
+                 "not_reach_goal": "0"})]
+    # the official system alerted all night in Odesa oblast
+    official = OfficialIndex([HistoryAlert(ODESA, "oblast", 1682888400 - 86400,
+                                           1682888400 + 86400)], ua)
+    day = run_day(rows, date(2023, 5, 1), official, regions=ua, catalog=load_catalog(),
+                  policy=Policy(), seed=3, report_s=60)
+    falls = [i for i in day.impacts if i.kind == "explosion"]
+    assert [i.object for i in falls] == ["cruise_missile", "cruise_missile"]
+    assert all(i.weapon == "kh-101" and i.region in ua.leaves_under(ODESA) for i in falls)
+    s = summarise([day], {})
+    cruise = s["by_class"]["cruise_missile"]
+    assert cruise["impacts"] == 2
+    silent = [i for i in s["silent_impacts"] if i["object"] == "cruise_missile"]
+    assert cruise["impacts_alerted"] + len(silent) == 2
+    assert s["drones_and_cruise_missiles"]["impacts"] == 2
+    assert s["by_class"]["drone"]["impacts"] == 0
+    # a cruise missile from the Caspian flies for hours: its path is under alert well ahead
+    assert cruise["impacts_alerted"] == 2 and cruise["median_lead_s"] >= 600
+    q = cruise["lead_s"]
+    assert q["min"] <= q["p10"] <= q["p50"] <= q["p90"] <= q["max"]
+    assert q["p50"] == pytest.approx(cruise["median_lead_s"], abs=0.1)
+
+
+def test_a_long_run_is_drawn_per_month() -> None:
+    from datetime import timedelta
+
+    from tocsin.audit.cf_report import render
+    from tocsin.audit.counterfactual import DayResult, summarise
+
+    first = date(2023, 1, 1)
+    results = [DayResult(day=(first + timedelta(days=k)).isoformat(), window=(0.0, H),
+                         tracks=1, events=1, transitions=0, official_alert_hours=2.0,
+                         tocsin_alert_hours=1.0, tocsin_alert_hours_no_pre=0.5, by_oblast={})
+               for k in range(60)]
+    page = render(results, summarise(results, {}))
+    assert "per month" in page and "per day" not in page
+    assert "per day" in render(results[:5], summarise(results[:5], {}))

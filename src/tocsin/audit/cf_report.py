@@ -15,6 +15,8 @@ from tocsin.audit.report import CSS
 
 __all__ = ["DAY_COLUMNS", "write_counterfactual"]
 
+MAX_DAY_BARS = 40
+
 DAY_COLUMNS = (
     "day", "tracks", "events", "transitions", "official_alert_hours", "tocsin_alert_hours",
     "tocsin_alert_hours_no_pre", "ratio", "impacts", "impacts_alerted", "median_lead_s",
@@ -49,8 +51,28 @@ def _num(x: float | None, digits: int = 1) -> str:
 
 def _group_rows(label: str, g: Mapping[str, Any]) -> str:
     e = html.escape
+    q = g.get("lead_s") or {}
     return (f"<tr><td>{e(label)}</td><td>{g['impacts']}</td><td>{g['impacts_alerted']}</td>"
-            f"<td>{_pct(g['share_alerted'])}</td><td>{_mins(g['median_lead_s'])}</td></tr>")
+            f"<td>{_pct(g['share_alerted'])}</td><td>{_mins(q.get('min'))}</td>"
+            f"<td>{_mins(q.get('p10'))}</td><td>{_mins(g['median_lead_s'])}</td>"
+            f"<td>{_mins(q.get('p90'))}</td></tr>")
+
+
+def _per_period(results: Sequence[DayResult]) -> str:
+    """Official against tocsin hromada-alert-hours per day, or per month over a long run (a
+    bar per day of a year and a half cannot be read)."""
+    by_month = len(results) > MAX_DAY_BARS
+    totals: dict[str, list[float]] = {}
+    for r in results:
+        t = totals.setdefault(r.day[:7] if by_month else r.day, [0.0, 0.0])
+        t[0] += r.official_alert_hours
+        t[1] += r.tocsin_alert_hours
+    labels = list(totals)
+    return plots.grouped_bars(
+        labels, [("official", [v[0] for v in totals.values()], "#8c959f"),
+                 ("tocsin", [v[1] for v in totals.values()], "#0969da")],
+        title=f"Hromada-alert-hours per {'month' if by_month else 'day'}",
+        ylabel="hromada-hours", rotate=len(labels) > 8)
 
 
 def render(results: Sequence[DayResult], s: Mapping[str, Any]) -> str:
@@ -84,12 +106,7 @@ def render(results: Sequence[DayResult], s: Mapping[str, Any]) -> str:
     silent_rows = "".join(
         f"<tr><td>{e(i['time'])}</td><td>{e(i['kind'])}</td><td>{e(i['object'])}</td>"
         f"<td>{e(i['weapon'])}</td><td>{e(str(i['region']))}</td></tr>" for i in silent)
-    days = [r.day for r in results]
-    per_day = plots.grouped_bars(
-        days, [("official", [r.official_alert_hours for r in results], "#8c959f"),
-               ("tocsin", [r.tocsin_alert_hours for r in results], "#0969da")],
-        title="Hromada-alert-hours per day", ylabel="hromada-hours",
-        rotate=len(days) > 8)
+    per_day = _per_period(results)
     leads = [i.lead_s / 60 for r in results for i in r.impacts
              if i.kind == "explosion" and i.lead_s is not None]
     hist = plots.histogram(leads, title="Lead time at simulated impacts",
@@ -131,7 +148,8 @@ days that could not be built: {len(skipped)}. Engine time: {s['engine_s']:.0f} s
 {per_day}
 <h2>Protection</h2>
 <table><tr><th>Impacts</th><th>in the regions</th><th>alerted</th><th>share</th>
-<th>median lead</th></tr>{class_rows}</table>
+<th>shortest lead</th><th>lead, 10th percentile</th><th>median lead</th>
+<th>lead, 90th percentile</th></tr>{class_rows}</table>
 {hist}
 <h2>By oblast</h2>
 {by_oblast}

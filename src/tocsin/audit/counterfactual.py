@@ -50,6 +50,8 @@ __all__ = [
 AIR_RAID: Final = "air_raid"
 MAX_SILENT_LISTED: Final = 500
 CLASSES: Final = ("drone", "cruise_missile", "ballistic_missile", "glide_bomb", "unknown")
+LEAD_QUANTILES: Final = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+LEAD_NAMES: Final = ("min", "p5", "p10", "p25", "p50", "p75", "p90", "max")
 
 
 def union_hours(spans: Iterable[tuple[float, float]], lo: float, hi: float) -> float:
@@ -309,8 +311,17 @@ def _group(impacts: Sequence[Impact]) -> dict[str, Any]:
         "impacts_alerted": len(alerted),
         "share_alerted": len(alerted) / len(located) if located else None,
         "median_lead_s": statistics.median(leads) if leads else None,
+        "lead_s": _quantiles(leads),
         "outside_regions": len(impacts) - len(located),
     }
+
+
+def _quantiles(values: Sequence[float]) -> dict[str, float] | None:
+    """The lead-time distribution: minimum, deciles that matter, maximum (seconds)."""
+    if not values:
+        return None
+    q = np.quantile(np.asarray(values, dtype=float), LEAD_QUANTILES)
+    return {name: round(float(v), 1) for name, v in zip(LEAD_NAMES, q, strict=True)}
 
 
 def day_row(r: DayResult) -> dict[str, Any]:
@@ -380,29 +391,3 @@ def summarise(results: Sequence[DayResult], names: Mapping[str, str]) -> dict[st
         "events": sum(r.events for r in results),
         "tracks": sum(r.tracks for r in results),
     }
-
-
-def run_days(
-    rows: Sequence[tuple[int, Mapping[str, str]]],
-    days: Sequence[date],
-    official: OfficialIndex,
-    *,
-    regions: RegionSet,
-    catalog: Catalog,
-    policy: Policy,
-    seed: int = 0,
-    report_s: float = 60.0,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[DayResult], dict[str, str]]:
-    """Every day in turn; days the generator cannot build are returned with their reason."""
-    results: list[DayResult] = []
-    skipped: dict[str, str] = {}
-    for n, d in enumerate(days, 1):
-        try:
-            results.append(run_day(rows, d, official, regions=regions, catalog=catalog,
-                                   policy=policy, seed=seed, report_s=report_s))
-        except RecordError as exc:
-            skipped[d.isoformat()] = str(exc)
-        if progress is not None:
-            progress(n, len(days))
-    return results, skipped

@@ -4,12 +4,16 @@ official alerts of the same hours."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tocsin.cli.common import EXIT_INPUT, EXIT_OK, err
-from tocsin.cli.scenario import attacks_path, day_arg, read_rows, track_progress
+from tocsin.cli.scenario import attacks_path, day_arg
 
 COMMAND = "audit-counterfactual"
 
@@ -17,21 +21,13 @@ COMMAND = "audit-counterfactual"
 def cmd_audit_counterfactual(args: argparse.Namespace) -> int:
     """For each attack day inside the official record: generate the day, run it through the
     engine, compare with what the official system alerted (hromada-alert-hours, impacts under
-    alert, lead times). Writes summary.json, days.csv and report.html."""
+    alert, lead times). Writes summary.json, days.csv and report.html (and progress.json while
+    it runs)."""
+    from tocsin.audit.cf_pool import Inputs, ProgressFile, load_inputs, run_days
     from tocsin.audit.cf_report import write_counterfactual
-    from tocsin.audit.counterfactual import (
-        OfficialIndex,
-        eligible_days,
-        run_days,
-        sample_days,
-        summarise,
-    )
-    from tocsin.audit.report import OBLAST_NAMES, _open_text
+    from tocsin.audit.counterfactual import DayResult, eligible_days, sample_days, summarise
+    from tocsin.audit.report import OBLAST_NAMES
     from tocsin.engine.policy import load_policy
-    from tocsin.geo import load_region_set
-    from tocsin.history_import import read_official
-    from tocsin.store.history import HistoryAlert
-    from tocsin.threats import load_catalog
 
     path = attacks_path(args.attacks)
     if path is None:
@@ -46,31 +42,43 @@ def cmd_audit_counterfactual(args: argparse.Namespace) -> int:
     if args.from_ and args.to and args.to < args.from_:
         err("--to is before --from")
         return EXIT_INPUT
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        err("--jobs: give at least 1")
+        return EXIT_INPUT
     began = time.perf_counter()
-    rows = read_rows(path)
-    regions = load_region_set(args.regions)
-    alerts: list[HistoryAlert] = []
-    problems = 0
-    with _open_text(history) as fh:
-        for item in read_official(fh):
-            if isinstance(item, HistoryAlert):
-                alerts.append(item)
-            elif not item.reason.startswith("repaired"):
-                problems += 1
-    if not alerts:
+    cpu_began = _cpu_s()
+    load_before = _load()
+    policy = load_policy(args.policy)
+    inputs = Inputs(attacks=str(path), history=str(history), regions=args.regions,
+                    policy=policy.to_dict(), seed=args.seed, report_s=args.report_s)
+    loaded = load_inputs(inputs)
+    if not loaded.read:
         err(f"--history: {history}: no alert could be read (not the official record?)")
         return EXIT_INPUT
-    official = OfficialIndex(alerts, regions)
-    days = eligible_days(rows, official, args.from_, args.to)
+    days = eligible_days(loaded.rows, loaded.official, args.from_, args.to)
     chosen = sample_days(days, args.sample)
     if not chosen:
         err("no attack day of the record lies inside the official record in that range")
         return EXIT_INPUT
-    policy = load_policy(args.policy)
-    with track_progress("days") as advance:
-        results, skipped = run_days(rows, chosen, official, regions=regions,
-                                    catalog=load_catalog(), policy=policy, seed=args.seed,
-                                    report_s=args.report_s, progress=_days_progress(advance))
+    out = Path(args.out)
+    jobs = min(jobs, len(chosen))
+    progress = ProgressFile(out / "progress.json", len(chosen), jobs)
+    try:
+        with track_days(len(chosen)) as advance:
+            def on_day(day_iso: str, result: DayResult | str) -> None:
+                progress.day(day_iso, result)
+                advance(day_iso)
+
+            results, skipped = run_days(inputs, chosen, jobs=jobs, loaded=loaded,
+                                        on_day=on_day)
+    except KeyboardInterrupt:
+        progress.finish("interrupted")
+        raise
+    except BaseException:
+        progress.finish("failed")
+        raise
+    regions = loaded.regions
     names = {r.id: r.name for r in regions.regions.values() if r.parent is None}
     taken = set(OBLAST_NAMES.values())
     # Kyiv city would share the name of Kyiv oblast's exonym
@@ -84,10 +92,15 @@ def cmd_audit_counterfactual(args: argparse.Namespace) -> int:
         "seed": args.seed, "report_s": args.report_s, "regions": args.regions,
         "policy": policy.to_dict(),
     }
-    summary["history_rows_unread"] = problems
+    summary["history_rows_unread"] = loaded.unread
     summary["skipped_days"] = skipped
-    summary["wall_s"] = round(time.perf_counter() - began, 1)
-    write_counterfactual(results, summary, Path(args.out))
+    # how the run went, not what it found: these differ from run to run
+    summary["run"] = {"jobs": jobs, "wall_s": round(time.perf_counter() - began, 1),
+                      "cpu_s": round(_cpu_s() - cpu_began, 1),
+                      "load_average_before": load_before, "load_average_after": _load()}
+    summary["wall_s"] = summary["run"]["wall_s"]
+    write_counterfactual(results, summary, out)
+    progress.finish()
     ratio = "n/a" if summary["ratio"] is None else f"{summary['ratio']:.3f}"
     share = ("n/a" if summary["share_alerted"] is None
              else f"{100 * summary['share_alerted']:.1f} %")
@@ -96,14 +109,47 @@ def cmd_audit_counterfactual(args: argparse.Namespace) -> int:
     print(f"{summary['days']} days: official {summary['official_alert_hours']:,.0f} "
           f"hromada-alert-hours, tocsin {summary['tocsin_alert_hours']:,.0f} (ratio {ratio}); "
           f"{summary['impacts']} impacts, {summary['impacts_alerted']} alerted ({share}), "
-          f"median lead {lead}; {summary['wall_s']:.0f} s; wrote {args.out}/summary.json, "
-          "days.csv, report.html")
+          f"median lead {lead}; {summary['wall_s']:.0f} s with {jobs} job(s); wrote "
+          f"{args.out}/summary.json, days.csv, report.html")
     return EXIT_OK
 
 
-def _days_progress(advance: Any) -> Any:
-    # the bar wants at least PROGRESS_TRACKS steps; days are few and slow, so scale them
-    return lambda n, total: advance(n * 1000, total * 1000)
+def _cpu_s() -> float:
+    # this process and the workers it has waited for
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def track_days(total: int) -> Iterator[Callable[[str], None]]:
+    """A rich bar over the days, on a terminal only (progress.json says the same anywhere)."""
+    if not sys.stderr.isatty():
+        yield lambda _day: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("days"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("", total=total)
+        yield lambda day: bar.update(task, advance=1, description=day)
 
 
 def add_parser(sub: Any) -> None:
@@ -121,6 +167,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--to", type=day_arg, metavar="D", help="last day, YYYY-MM-DD")
     p.add_argument("--sample", type=int, metavar="N",
                    help="only N days spread evenly over the range")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="worker processes (default: the number of CPUs); the figures are the "
+                        "same whatever N is")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.add_argument("--report-s", type=float, default=60.0,
                    help="seconds between a track's sensor reports (default 60)")
