@@ -173,7 +173,8 @@ class ProgressFile:
             "status": "running", "pid": os.getpid(), "jobs": jobs, "total_days": total,
             "done_days": 0, "skipped_days": 0,
             "started": datetime.fromtimestamp(self._began, UTC).isoformat(timespec="seconds"),
-            "elapsed_s": 0.0, "last_day": None, "impacts": 0, "impacts_alerted": 0,
+            "elapsed_s": 0.0, "last_day": None, "official_alert_hours": 0.0,
+            "tocsin_alert_hours": 0.0, "impacts": 0, "impacts_alerted": 0,
             "load_average": _load(),
         }
         self._write()
@@ -186,6 +187,9 @@ class ProgressFile:
         if isinstance(result, str):
             s["skipped_days"] += 1
         else:
+            s["official_alert_hours"] = round(
+                s["official_alert_hours"] + result.official_alert_hours, 3)
+            s["tocsin_alert_hours"] = round(s["tocsin_alert_hours"] + result.tocsin_alert_hours, 3)
             located = [i for i in result.impacts if i.region is not None]
             s["impacts"] += len(located)
             s["impacts_alerted"] += sum(1 for i in located if i.alerted)
