@@ -4,11 +4,12 @@ The engine is the cost of the audit (geometry of every footprint), and days are 
 is generated from its own rows with the run's seed and run through a fresh engine. So days go to
 `jobs` worker processes, each of which loads the inputs (attack table, regions, catalog, official
 record) once, and the results are put back in day order — the figures are the same whatever
-`jobs` is. The largest days are handed out first so that one of them does not run alone at the
-end.
+`jobs` is. Days are handed out in an order whose every beginning is spread over the whole range,
+so a run cut short has measured a fair sample.
 
 `ProgressFile` keeps `progress.json` in the output directory current, so a long run that is
-interrupted (or still going) can be seen from outside.
+interrupted (or still going) can be seen from outside; `DayLog` keeps every finished day in
+`days.jsonl`, so that it can be resumed.
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from tocsin.audit.counterfactual import DayResult, OfficialIndex, run_day
+from tocsin.audit.counterfactual import DayResult, Impact, OfficialIndex, run_day
 from tocsin.engine.policy import Policy
 from tocsin.geo import RegionSet
-from tocsin.scenarios.record import RecordError, day_rows
+from tocsin.scenarios.record import RecordError
 from tocsin.threats import Catalog
 
-__all__ = ["Inputs", "Loaded", "ProgressFile", "day_weight", "load_inputs", "run_days"]
+__all__ = ["DayLog", "Inputs", "Loaded", "ProgressFile", "load_inputs", "run_days", "spread"]
 
 Rows = Sequence[tuple[int, Mapping[str, str]]]
 
@@ -83,15 +84,16 @@ def load_inputs(inputs: Inputs) -> Loaded:
                   read=len(alerts), unread=unread)
 
 
-def day_weight(rows: Rows, day: date) -> int:
-    """Weapons launched on `day`: how long its run will take, roughly."""
-    total = 0
-    for _line, r in day_rows(rows, day):
-        try:
-            total += int(float(r.get("launched") or 0))
-        except ValueError:
-            continue
-    return total
+def spread(days: Sequence[date]) -> list[date]:
+    """`days` in an order whose every beginning is spread evenly over them (van der Corput):
+    the days a run has finished so far are a fair sample of the range, not its first weeks
+    nor its largest days."""
+    bits = max(1, (len(days) - 1).bit_length())
+
+    def reversed_index(i: int) -> int:
+        return int(format(i, f"0{bits}b")[::-1], 2)
+
+    return [days[i] for i in sorted(range(len(days)), key=reversed_index)]
 
 
 # One worker's inputs, loaded by `_init` (or set directly when the run stays in-process).
@@ -106,13 +108,16 @@ def _init(inputs: Inputs) -> None:
 def _one(day_iso: str) -> tuple[str, DayResult | str]:
     inputs: Inputs = _worker["inputs"]
     loaded: Loaded = _worker["loaded"]
+    began = time.process_time()
     try:
-        return day_iso, run_day(loaded.rows, date.fromisoformat(day_iso), loaded.official,
-                                regions=loaded.regions, catalog=loaded.catalog,
-                                policy=loaded.policy, seed=inputs.seed,
-                                report_s=inputs.report_s)
+        result = run_day(loaded.rows, date.fromisoformat(day_iso), loaded.official,
+                         regions=loaded.regions, catalog=loaded.catalog, policy=loaded.policy,
+                         seed=inputs.seed, report_s=inputs.report_s)
     except RecordError as exc:
         return day_iso, str(exc)
+    # processor time, not wall time: on a shared machine it says what the day costs
+    result.cpu_s = time.process_time() - began
+    return day_iso, result
 
 
 def run_days(
@@ -122,30 +127,36 @@ def run_days(
     jobs: int = 1,
     loaded: Loaded | None = None,
     on_day: Callable[[str, DayResult | str], None] | None = None,
+    done: Mapping[str, DayResult | str] | None = None,
 ) -> tuple[list[DayResult], dict[str, str]]:
     """Run every day, in `jobs` processes (1: in this one, using `loaded` when given).
 
     Returns the results in day order and the days the generator could not build, with the
     reason. `on_day` is called in this process as each day finishes, in finishing order.
+    Days in `done` (from an earlier, interrupted run) are taken as they are.
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
     if loaded is None and jobs == 1:
         loaded = load_inputs(inputs)
-    weights = {d: day_weight(loaded.rows, d) for d in days} if loaded is not None else {}
-    order = sorted(days, key=lambda d: (-weights.get(d, 0), d))
-    done: dict[str, DayResult | str] = {}
+    wanted = {d.isoformat() for d in days}
+    finished: dict[str, DayResult | str] = {k: v for k, v in (done or {}).items()
+                                            if k in wanted}
+    todo = [d for d in days if d.isoformat() not in finished]
+    order = spread(todo)
     for day_iso, result in _results(inputs, [d.isoformat() for d in order], jobs, loaded):
-        done[day_iso] = result
+        finished[day_iso] = result
         if on_day is not None:
             on_day(day_iso, result)
-    results = [r for _d, r in sorted(done.items()) if isinstance(r, DayResult)]
-    skipped = {d: r for d, r in sorted(done.items()) if isinstance(r, str)}
+    results = [r for _d, r in sorted(finished.items()) if isinstance(r, DayResult)]
+    skipped = {d: r for d, r in sorted(finished.items()) if isinstance(r, str)}
     return results, skipped
 
 
 def _results(inputs: Inputs, days: list[str], jobs: int,
              loaded: Loaded | None) -> Iterator[tuple[str, DayResult | str]]:
+    if not days:
+        return
     if jobs == 1:
         assert loaded is not None
         _worker["inputs"], _worker["loaded"] = inputs, loaded
@@ -159,6 +170,50 @@ def _results(inputs: Inputs, days: list[str], jobs: int,
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(min(jobs, max(1, len(days))), initializer=_init, initargs=(inputs,)) as pool:
         yield from pool.imap_unordered(_one, days, chunksize=1)
+
+
+class DayLog:
+    """`days.jsonl`: every finished day as it finishes, so an interrupted run keeps its work.
+
+    Its first line holds the run's settings; `--resume` takes the days of a log whose settings
+    are the same and runs only the rest (a day's figures depend on nothing but the settings).
+    """
+
+    def __init__(self, path: Path, settings: Mapping[str, Any], *, resume: bool) -> None:
+        self.path = path
+        self.done: dict[str, DayResult | str] = {}
+        head = json.loads(json.dumps({"settings": settings}))
+        if resume and path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            if not lines or json.loads(lines[0]) != head:
+                raise ValueError(f"{path}: made with other settings; cannot resume it")
+            for line in lines[1:]:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    break  # a line cut short by the interruption
+                self.done[item["day"]] = (item["skipped"] if "skipped" in item
+                                          else _from_json(item))
+            text = "".join(line + "\n" for line in lines[:1 + len(self.done)])
+        else:
+            text = json.dumps(head) + "\n"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+    def append(self, day_iso: str, result: DayResult | str) -> None:
+        """Log a finished (or skipped) day."""
+        item = ({"day": day_iso, "skipped": result} if isinstance(result, str)
+                else asdict(result))
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(item) + "\n")
+
+
+def _from_json(item: Mapping[str, Any]) -> DayResult:
+    fields = dict(item)
+    fields["window"] = tuple(fields["window"])
+    fields["by_oblast"] = {k: (v[0], v[1]) for k, v in fields["by_oblast"].items()}
+    fields["impacts"] = [Impact(**i) for i in fields["impacts"]]
+    return DayResult(**fields)
 
 
 class ProgressFile:

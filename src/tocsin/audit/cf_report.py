@@ -20,7 +20,7 @@ MAX_DAY_BARS = 40
 DAY_COLUMNS = (
     "day", "tracks", "events", "transitions", "official_alert_hours", "tocsin_alert_hours",
     "tocsin_alert_hours_no_pre", "ratio", "impacts", "impacts_alerted", "median_lead_s",
-    "interceptor_alert_hours", "engine_s",
+    "interceptor_alert_hours", "engine_s", "cpu_s",
 )
 
 

@@ -161,6 +161,7 @@ class DayResult:
     impacts: list[Impact] = field(default_factory=list)
     engine_s: float = 0.0
     interceptor_alert_hours: float = 0.0
+    cpu_s: float = 0.0  # the whole day's processor time (generation, engine, comparison)
 
     @property
     def ratio(self) -> float | None:
@@ -337,6 +338,7 @@ def day_row(r: DayResult) -> dict[str, Any]:
         "median_lead_s": "" if g["median_lead_s"] is None else round(g["median_lead_s"]),
         "interceptor_alert_hours": round(r.interceptor_alert_hours, 3),
         "engine_s": round(r.engine_s, 2),
+        "cpu_s": round(r.cpu_s, 2),
     }
 
 
@@ -388,6 +390,7 @@ def summarise(results: Sequence[DayResult], names: Mapping[str, str]) -> dict[st
         ],
         "silent_impacts_total": len(silent),
         "engine_s": round(sum(r.engine_s for r in results), 2),
+        "cpu_s": round(sum(r.cpu_s for r in results), 2),
         "events": sum(r.events for r in results),
         "tracks": sum(r.tracks for r in results),
     }

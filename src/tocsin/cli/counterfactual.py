@@ -10,10 +10,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tocsin.cli.common import EXIT_INPUT, EXIT_OK, err
 from tocsin.cli.scenario import attacks_path, day_arg
+
+if TYPE_CHECKING:
+    from tocsin.audit.cf_pool import Inputs
 
 COMMAND = "audit-counterfactual"
 
@@ -21,9 +24,9 @@ COMMAND = "audit-counterfactual"
 def cmd_audit_counterfactual(args: argparse.Namespace) -> int:
     """For each attack day inside the official record: generate the day, run it through the
     engine, compare with what the official system alerted (hromada-alert-hours, impacts under
-    alert, lead times). Writes summary.json, days.csv and report.html (and progress.json while
-    it runs)."""
-    from tocsin.audit.cf_pool import Inputs, ProgressFile, load_inputs, run_days
+    alert, lead times). Writes summary.json, days.csv and report.html; while it runs,
+    progress.json and days.jsonl (each day as it finishes, for --resume)."""
+    from tocsin.audit.cf_pool import DayLog, Inputs, ProgressFile, load_inputs, run_days
     from tocsin.audit.cf_report import write_counterfactual
     from tocsin.audit.counterfactual import DayResult, eligible_days, sample_days, summarise
     from tocsin.audit.report import OBLAST_NAMES
@@ -62,16 +65,26 @@ def cmd_audit_counterfactual(args: argparse.Namespace) -> int:
         err("no attack day of the record lies inside the official record in that range")
         return EXIT_INPUT
     out = Path(args.out)
+    try:
+        log = DayLog(out / "days.jsonl", _log_settings(inputs), resume=args.resume)
+    except ValueError as exc:
+        err(f"--resume: {exc}")
+        return EXIT_INPUT
     jobs = min(jobs, len(chosen))
     progress = ProgressFile(out / "progress.json", len(chosen), jobs)
+    wanted = {d.isoformat() for d in chosen}
+    for day_iso, earlier in sorted(log.done.items()):
+        if day_iso in wanted:
+            progress.day(day_iso, earlier)
     try:
-        with track_days(len(chosen)) as advance:
+        with track_days(len(chosen), progress.state["done_days"]) as advance:
             def on_day(day_iso: str, result: DayResult | str) -> None:
+                log.append(day_iso, result)
                 progress.day(day_iso, result)
                 advance(day_iso)
 
             results, skipped = run_days(inputs, chosen, jobs=jobs, loaded=loaded,
-                                        on_day=on_day)
+                                        on_day=on_day, done=log.done)
     except KeyboardInterrupt:
         progress.finish("interrupted")
         raise
@@ -114,6 +127,18 @@ def cmd_audit_counterfactual(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _log_settings(inputs: Inputs) -> dict[str, Any]:
+    """What a day's figures depend on: a log made with other settings cannot be resumed."""
+    import hashlib
+
+    def digest(name: str) -> str:
+        return hashlib.sha256(Path(name).read_bytes()).hexdigest()
+
+    return {"attacks": digest(inputs.attacks), "history": digest(inputs.history),
+            "regions": inputs.regions, "policy": dict(inputs.policy), "seed": inputs.seed,
+            "report_s": inputs.report_s}
+
+
 def _cpu_s() -> float:
     # this process and the workers it has waited for
     import resource
@@ -131,7 +156,7 @@ def _load() -> list[float] | None:
 
 
 @contextlib.contextmanager
-def track_days(total: int) -> Iterator[Callable[[str], None]]:
+def track_days(total: int, completed: int = 0) -> Iterator[Callable[[str], None]]:
     """A rich bar over the days, on a terminal only (progress.json says the same anywhere)."""
     if not sys.stderr.isatty():
         yield lambda _day: None
@@ -148,7 +173,7 @@ def track_days(total: int) -> Iterator[Callable[[str], None]]:
     columns = (TextColumn("days"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.description}"))
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("", total=total)
+        task = bar.add_task("", total=total, completed=completed)
         yield lambda day: bar.update(task, advance=1, description=day)
 
 
@@ -170,6 +195,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--jobs", type=int, metavar="N",
                    help="worker processes (default: the number of CPUs); the figures are the "
                         "same whatever N is")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the days an interrupted run with the same settings logged in "
+                        "DIR/days.jsonl and run only the rest")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.add_argument("--report-s", type=float, default=60.0,
                    help="seconds between a track's sensor reports (default 60)")
