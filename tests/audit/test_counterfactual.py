@@ -165,10 +165,11 @@ def test_cli_refuses_a_file_that_is_not_the_official_record(
 def _comparable(out: Path) -> tuple[dict[str, object], list[dict[str, str]]]:
     """summary.json and days.csv without what depends on the machine (timings, the run)."""
     s = json.loads((out / "summary.json").read_text())
-    for key in ("run", "wall_s", "engine_s"):
+    for key in ("run", "wall_s", "engine_s", "cpu_s"):
         s.pop(key)
     with (out / "days.csv").open() as fh:
-        days = [{k: v for k, v in r.items() if k != "engine_s"} for r in csv.DictReader(fh)]
+        days = [{k: v for k, v in r.items() if k not in ("engine_s", "cpu_s")}
+                for r in csv.DictReader(fh)]
     return s, days
 
 
@@ -243,3 +244,44 @@ def test_a_long_run_is_drawn_per_month() -> None:
     page = render(results, summarise(results, {}))
     assert "per month" in page and "per day" not in page
     assert "per day" in render(results[:5], summarise(results[:5], {}))
+
+
+def test_an_interrupted_run_resumes_with_the_days_it_had(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = _official(tmp_path / "official.csv.gz", [
+        ("Odeska oblast", "2023-05-01 18:00:00+00:00", "2023-05-01 20:00:00+00:00"),
+        ("Lvivska oblast", "2023-05-05 00:00:00+00:00", "2023-05-05 01:00:00+00:00"),
+        ("Lvivska oblast", "2023-04-01 00:00:00+00:00", "2023-04-01 01:00:00+00:00"),
+    ])
+    base = ["audit", "counterfactual", "--attacks", str(_attacks(tmp_path / "attacks.csv")),
+            "--history", str(history), "--report-s", "120", "--jobs", "1"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main([*base, "--out", str(whole)]) == 0
+    lines = (whole / "days.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and "settings" in json.loads(lines[0])
+    kept = json.loads(lines[1])
+    # the run stopped while writing its second day
+    cut.mkdir()
+    (cut / "days.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])
+    assert main([*base, "--seed", "1", "--resume", "--out", str(cut)]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert main([*base, "--resume", "--out", str(cut)]) == 0
+    assert _comparable(cut) == _comparable(whole)
+    again = (cut / "days.jsonl").read_text().splitlines()
+    assert len(again) == 3 and json.loads(again[1]) == kept  # taken, not run again
+    with (cut / "days.csv").open() as fh:
+        cpu = {r["day"]: float(r["cpu_s"]) for r in csv.DictReader(fh)}
+    assert cpu[kept["day"]] == round(kept["cpu_s"], 2)
+
+
+def test_days_are_handed_out_spread_over_the_range() -> None:
+    from datetime import timedelta
+
+    from tocsin.audit.cf_pool import spread
+
+    days = [date(2023, 1, 1) + timedelta(days=k) for k in range(100)]
+    order = spread(days)
+    assert sorted(order) == days
+    first = sorted(order[:4])
+    assert first[0] == days[0] and all((b - a).days >= 20 for a, b in zip(first, first[1:], strict=False))
