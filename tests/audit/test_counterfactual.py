@@ -284,4 +284,35 @@ def test_days_are_handed_out_spread_over_the_range() -> None:
     order = spread(days)
     assert sorted(order) == days
     first = sorted(order[:4])
-    assert first[0] == days[0] and all((b - a).days >= 20 for a, b in zip(first, first[1:], strict=False))
+    assert first[0] == days[0]
+    assert all((b - a).days >= 20 for a, b in zip(first, first[1:], strict=False))
+
+
+def test_an_interrupted_run_says_so_in_its_progress_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tocsin.audit.cf_pool as cf_pool
+
+    history = _official(tmp_path / "official.csv.gz", [
+        ("Odeska oblast", "2023-04-01 18:00:00+00:00", "2023-05-10 20:00:00+00:00")])
+    real = cf_pool.run_days
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        on_day = kwargs.pop("on_day")
+
+        def first_then_stop(day_iso: str, result: object) -> None:
+            on_day(day_iso, result)  # type: ignore[operator]
+            raise KeyboardInterrupt
+
+        return real(*args, on_day=first_then_stop, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cf_pool, "run_days", interrupted)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        main(["audit", "counterfactual", "--attacks", str(_attacks(tmp_path / "a.csv")),
+              "--history", str(history), "--report-s", "120", "--jobs", "1", "--out", str(out)])
+    progress = json.loads((out / "progress.json").read_text())
+    assert (progress["status"], progress["done_days"], progress["total_days"]) == (
+        "interrupted", 1, 2)
+    assert len((out / "days.jsonl").read_text().splitlines()) == 2
+    assert not (out / "summary.json").exists()
