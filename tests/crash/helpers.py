@@ -147,11 +147,13 @@ class Sensor:
             self.client = None
 
     def send(self, batch: list[dict[str, Any]], *, deadline_s: float = 120.0,
-             on_failure: Callable[[], None] | None = None) -> None:
-        """POST `batch` until a `202`; times are refreshed on each attempt (a real sensor
-        re-sends what it saw, and the server refuses times far in the future or past)."""
+             on_failure: Callable[[], None] | None = None, as_is: bool = False) -> None:
+        """POST `batch` until a `202`, stamped now (a real sensor re-sends what it saw, and the
+        server refuses times far in the future); `as_is` keeps the times a batch was first
+        sent with, as a sensor re-sending a batch whose answer it never had must (a 503 may
+        come after the bus took the batch: the same body is then a duplicate, another a 409)."""
         deadline = time.monotonic() + deadline_s
-        sent: list[dict[str, Any]] | None = None
+        sent: list[dict[str, Any]] | None = batch if as_is else None
         while True:
             if sent is None:
                 sent = [{**ev, "time": _stamp()} for ev in batch]
