@@ -30,6 +30,8 @@ AIR_RAID = "air_raid"
 # Below this many regions to re-decide, one `_evaluate` each costs less than the array step's
 # fixed overhead (region sets of oblasts, a drone's narrow cone).
 _FEW = 6
+# From this many leaves to evaluate, their covering tracks are read for all at once.
+_MANY = 64
 
 
 @dataclass(slots=True)
@@ -80,8 +82,10 @@ class RegionRules:
             return ()
         return tuple(self._field.covering(pos))
 
-    def _causes(self, leaf: str, atype: str) -> tuple[str, ...]:
-        tracks = self.covering(leaf, atype)
+    def _causes(self, leaf: str, atype: str,
+                tracks: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        if tracks is None:
+            tracks = self.covering(leaf, atype)
         operators = self._operators.get((leaf, atype))
         if not operators:
             return tracks
@@ -133,8 +137,25 @@ class RegionRules:
             field_.esc[pos[same]] = due[same]
             quiet[np.flatnonzero(covered)[same]] = True
         ids = self.regions.leaves
-        for p in leaves[~quiet].tolist():
-            self._evaluate(ids[p], AIR_RAID, gone)
+        rest = leaves[~quiet]
+        if rest.size < _MANY:
+            for p in rest.tolist():
+                self._evaluate(ids[p], AIR_RAID, gone)
+            return
+        tracks = self._covering_many(rest)
+        for i, p in enumerate(rest.tolist()):
+            self._evaluate(ids[p], AIR_RAID, gone, tracks[i])
+
+    def _covering_many(self, leaves: NDArray[np.intp]) -> list[tuple[str, ...]]:
+        """`covering` of each leaf: a salvo covers many leaves with the same tracks, so each
+        distinct set of slots is named and sorted once."""
+        field_ = self._field
+        rows = np.packbits(field_.eta[leaves, : field_.used] != np.inf, axis=1)
+        if not rows.size:
+            return [()] * leaves.size
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        names = [tuple(field_.covering(int(leaves[i]))) for i in first.tolist()]
+        return [names[k] for k in inverse.reshape(-1).tolist()]
 
     def _sync(self, leaf: str) -> None:
         """Mirror a leaf's air-raid alert into the field, for `_decide_many`."""
@@ -150,17 +171,19 @@ class RegionRules:
             if not cleared:
                 del self._cleared[tid]
 
-    def _evaluate(self, leaf: str, atype: str, gone: str | None = None) -> None:
+    def _evaluate(self, leaf: str, atype: str, gone: str | None = None,
+                  tracks: tuple[str, ...] | None = None) -> None:
         """Re-decide one (region, alert type) from what covers it now.
 
         `gone` is the track whose leaving may have uncovered the region: the causes its alert
         last had, if it goes into hold.
         """
-        self._decide(leaf, atype, gone)
+        self._decide(leaf, atype, gone, tracks)
         if atype == AIR_RAID:
             self._sync(leaf)
 
-    def _decide(self, leaf: str, atype: str, gone: str | None) -> None:
+    def _decide(self, leaf: str, atype: str, gone: str | None,
+                tracks: tuple[str, ...] | None = None) -> None:
         key = (leaf, atype)
         now = self._now
         rank = lenient = -1
@@ -217,7 +240,7 @@ class RegionRules:
             alert.phase, alert.hold_until = nxt, None
         if not kind:
             return
-        causes = self._causes(leaf, atype)
+        causes = self._causes(leaf, atype, tracks)
         if alert is None:
             self.alerts[key] = Alert(nxt, severity, causes, eta_out, now, self._seq)
         else:
