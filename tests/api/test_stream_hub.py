@@ -57,15 +57,20 @@ async def test_a_fan_out_leaves_the_event_loop_free_between_steps() -> None:
     hub.loop = asyncio.get_running_loop()
     streams, wires = await _parked(hub, 300, 0.001)  # 300 ms of writes in all
     gaps: list[float] = []
+    writes: list[int] = []  # writes done between two turns of the probe
     done = asyncio.Event()
 
+    def written() -> int:
+        return sum(len(w.sent) for w in wires)
+
     async def probe() -> None:  # what a /healthz sees: how long until the loop runs it
-        last = time.perf_counter()
+        last, seen = time.perf_counter(), written()
         while not done.is_set():
             await asyncio.sleep(0)
-            now = time.perf_counter()
+            now, count = time.perf_counter(), written()
             gaps.append(now - last)
-            last = now
+            writes.append(count - seen)
+            last, seen = now, count
 
     prober = asyncio.create_task(probe())
     await asyncio.sleep(0)
@@ -85,9 +90,13 @@ async def test_a_fan_out_leaves_the_event_loop_free_between_steps() -> None:
     assert not any(s.task is not None and s.task.done() for s in streams)
     assert len(hub.waiting) == 300
     assert took >= 0.3
-    # each step holds the loop about STEP_S (plus the one write that crosses it), not 300 ms
-    assert max(gaps) < 0.1, max(gaps)
-    assert sum(1 for g in gaps if g > STEP_S / 2) >= 20  # the writes were cut into many steps
+    # each step holds the loop about STEP_S (plus the one write that crosses it), not 300 ms:
+    # told by the writes between two turns of the loop, which a busy machine cannot inflate
+    # (a slower write only makes a step's writes fewer)
+    assert max(writes) <= STEP_S / 0.001 + 1, max(writes)
+    assert sum(1 for w in writes if w) >= 20  # the writes were cut into many steps
+    # and in time, with a wide margin for a machine that deschedules the test for a while
+    assert sorted(gaps)[len(gaps) // 2] < 0.1
     for s in streams:
         assert s.task is not None
         s.task.cancel()
