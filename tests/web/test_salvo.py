@@ -6,13 +6,12 @@ raised to `alert`, then to `imminent`, then ended, then raised as a `pre_alert` 
 pattern, the dearest fill to paint) and ended again. The Long Tasks API reports any
 main-thread task over 50 ms.
 
-Goals, measured: no main-thread task over 100 ms, and the new state painted (the frame that
+Goals, checked: no main-thread task over 100 ms, and the new state painted (the frame that
 shows it has been rendered and the alerts list redrawn) within 200 ms of the batch arriving.
-Both are taken as the median of the rounds and printed against the goal with every round's
-figures (docs/performance.md has them). The test fails only past twice the goal: a long task's
-duration is wall-clock time, and the shared VM this runs on swings about 2x in speed from
-minute to minute, so a timed assertion at the goal itself would judge the machine rather than
-the page.
+Both are checked on the median of the rounds: a long task's duration is wall-clock time, and on
+a shared 2-core machine the OS may preempt a 40 ms task past 100 ms now and then; a page that
+really misses the goal misses it in most rounds. Every round's figures are printed
+(docs/performance.md has them).
 """
 
 from __future__ import annotations
@@ -104,11 +103,9 @@ def test_every_hromada_at_once_repaints_within_budget(
             p.shot()
     longest = statistics.median(max(r["long"], default=0.0) for _, r in results)
     median = statistics.median(r["ms"] for _, r in results)
-    verdict = "met" if longest <= LONG_TASK_MS and median <= REPAINT_MS else "MISSED"
-    print(f"salvo: median repaint {median:.0f} ms (goal {REPAINT_MS}), median longest task "
-          f"{longest:.0f} ms (goal {LONG_TASK_MS}): {verdict}")
-    assert longest <= 2 * LONG_TASK_MS, f"the longest main-thread task took {longest:.0f} ms"
-    assert median <= 2 * REPAINT_MS, f"median repaint {median:.0f} ms"
+    print(f"salvo: median repaint {median:.0f} ms, median longest task {longest:.0f} ms")
+    assert longest <= LONG_TASK_MS, f"the longest main-thread task took {longest:.0f} ms"
+    assert median <= REPAINT_MS, f"median repaint {median:.0f} ms"
 
 
 def test_the_alerts_list_stays_usable_under_a_salvo(server: Server, page_factory: Any) -> None:
