@@ -95,8 +95,8 @@ async def test_a_fan_out_leaves_the_event_loop_free_between_steps() -> None:
     # (a slower write only makes a step's writes fewer)
     assert max(writes) <= STEP_S / 0.001 + 1, max(writes)
     assert sum(1 for w in writes if w) >= 20  # the writes were cut into many steps
-    # and in time, with a wide margin for a machine that deschedules the test for a while
-    assert sorted(gaps)[len(gaps) // 2] < 0.1
+    # and in time: no turn of the loop waits 100 ms
+    assert max(gaps) < 0.1, max(gaps)
     for s in streams:
         assert s.task is not None
         s.task.cancel()
