@@ -220,9 +220,12 @@ class Mosquitto:
 
 
 def mqtt_fan_out(broker: Mosquitto, n: int, procs: int, payload: bytes, marker: bytes,
-                 tag: str) -> dict[str, Any]:
+                 tag: str, client: str = "epoll") -> dict[str, Any]:
     share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-    workers = [subprocess.Popen([sys.executable, __file__, "--mqtt-worker", str(broker.port),
+    clients = Path(__file__).with_name("clients.py")
+    workers = [subprocess.Popen([sys.executable, str(clients), "mqtt", str(broker.port), str(k),
+                                 f"{tag}-{i}", marker.decode()] if client == "epoll" else
+                                [sys.executable, __file__, "--mqtt-worker", str(broker.port),
                                  str(k), f"{tag}-{i}", marker.decode()],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                for i, k in enumerate(share) if k]
@@ -239,12 +242,16 @@ def mqtt_fan_out(broker: Mosquitto, n: int, procs: int, payload: bytes, marker: 
         pub.sendall(connect_packet(f"{tag}-pub"))
         pub.recv(4)
         packet = publish_packet(TOPIC, payload)
+        cpu0 = sse.cpu_s(broker.proc.pid)
+        clients0 = sum(sse.cpu_s(w.pid) for w in workers)
         t0 = time.monotonic()
         pub.sendall(packet)
         arrivals: list[float] = []
         for w in workers:
             assert w.stdout is not None
             arrivals += json.loads(w.stdout.readline())
+        cpu = sse.cpu_s(broker.proc.pid) - cpu0
+        clients_cpu = sum(sse.cpu_s(w.pid) for w in workers) - clients0
         pub.sendall(b"\xe0\x00")  # DISCONNECT
     for w in workers:
         assert w.stdin is not None
@@ -254,7 +261,8 @@ def mqtt_fan_out(broker: Mosquitto, n: int, procs: int, payload: bytes, marker: 
         w.wait(60)
     lat = [(t - t0) * 1000 for t in arrivals]
     return {"clients": n, "received": len(lat), "open_s": round(opened_s, 2),
-            "payload_bytes": len(payload),
+            "payload_bytes": len(payload), "broker_cpu_ms": round(cpu * 1000),
+            "clients_cpu_ms": round(clients_cpu * 1000),
             "p50_ms": round(pct(lat, 0.5), 1), "p99_ms": round(pct(lat, 0.99), 1),
             "all_ms": round(max(lat), 1) if len(lat) == n else None}
 
@@ -352,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clients", default="1000,10000", help="comma-separated client counts")
     parser.add_argument("--procs", type=int, default=2, help="client worker processes")
+    parser.add_argument("--client", choices=("epoll", "asyncio"), default="epoll",
+                        help="client workers, for both SSE and MQTT: one epoll loop per process "
+                        "(bench/clients.py) or asyncio streams")
     parser.add_argument("--rounds", type=int, default=3, help="fan-outs of each kind per "
                         "client count (medians are reported)")
     parser.add_argument("--baseline-src", metavar="DIR", help="also fan out, in each round, "
@@ -394,20 +405,23 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds):
                 where, k = fresh()
                 server = sse.Server(where, port)
-                s = sse.fan_out(server, k, port, n, args.procs, "F")
+                s = sse.fan_out(server, k, port, n, args.procs, "F", client=args.client)
                 payload = sse_payload(server, s["seq"], s["transitions_per_client"])
                 server.stop()
                 base = None
                 if args.baseline_src:
                     where, k = fresh()
                     server = sse.Server(where, port, env_extra={"PYTHONPATH": args.baseline_src})
-                    base = sse.fan_out(server, k, port, n, args.procs, "F")
+                    base = sse.fan_out(server, k, port, n, args.procs, "F", client=args.client)
                     server.stop()
-                m = mqtt_fan_out(broker, n, args.procs, payload, b'"causes":["F"]', f"m{r}")
+                m = mqtt_fan_out(broker, n, args.procs, payload, b'"causes":["F"]', f"m{r}",
+                                 args.client)
                 rounds.append({"sse": s, "mqtt": m, "baseline": base, "load": os.getloadavg()})
                 print(f"  {n} clients, round {r + 1}: SSE all {s['all_ms']} ms"
+                      f" (server CPU {s['server_cpu_ms']} ms, clients {s['clients_cpu_ms']} ms)"
                       + (f", before {base['all_ms']} ms" if base else "")
-                      + f", MQTT all {m['all_ms']} ms; load {os.getloadavg()[0]:.1f}",
+                      + f", MQTT all {m['all_ms']} ms (broker CPU {m['broker_cpu_ms']} ms,"
+                      f" clients {m['clients_cpu_ms']} ms); load {os.getloadavg()[0]:.1f}",
                       file=sys.stderr, flush=True)
             rows.append(summarise(n, rounds))
         if args.workers and counts:
@@ -418,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
                     stream_port = free_port()
                     server = sse.Server(where, port, ("--stream-workers", str(w),
                                                       "--stream-port", str(stream_port)))
-                    s = sse.fan_out(server, k, stream_port, counts[-1], args.procs, "W")
+                    s = sse.fan_out(server, k, stream_port, counts[-1], args.procs, "W",
+                                    client=args.client)
                     workers.setdefault(w, []).append(s)
                     print(f"  {counts[-1]} clients on {w} stream workers, round {r + 1}: "
                           f"all {s['all_ms']} ms; load {os.getloadavg()[0]:.1f}",
@@ -478,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(peak {memory.get('hwm_mb')} MB)")
     write_result("fanout", {"rows": rows, "memory": memory, "nofile": nofile,
                             "workers": {str(k): v for k, v in workers.items()},
-                            "rounds": args.rounds, "load_before": load_before,
+                            "rounds": args.rounds, "client": args.client,
+                            "load_before": load_before,
                             "load_after": os.getloadavg(), "server_exit_code": code})
     if len(rows) > 1:
         from common import RESULTS

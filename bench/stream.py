@@ -163,9 +163,7 @@ class Server:
 
     def cpu_s(self) -> float:
         """CPU time (user + system, all threads) the server process has used so far."""
-        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_s(self.proc.pid)
 
     def gauge(self, name: str) -> float:
         for line in httpx.get(self.base + "/metrics", timeout=30).text.splitlines():
@@ -180,17 +178,33 @@ class Server:
         return code
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def client_command(kind: str, port: int, n: int, track: str) -> list[str]:
+    """A client worker process: `epoll` (bench/clients.py, a few us of Python per socket) or
+    `asyncio` (this file's `_worker`, the streams API of the standard library)."""
+    if kind == "epoll":
+        return [sys.executable, str(Path(__file__).with_name("clients.py")), "sse", str(port),
+                str(n), f'"{track}"']
+    return [sys.executable, __file__, "--worker", str(port), str(n), track]
+
+
 def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
-            spy: str | None = None) -> dict[str, Any]:
+            spy: str | None = None, client: str = "epoll") -> dict[str, Any]:
     """Open `n` streams, post one detection, time the first transition on every stream."""
     share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     workers = [
-        subprocess.Popen([sys.executable, __file__, "--worker", str(port), str(k), track],
+        subprocess.Popen(client_command(client, port, k, track),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for k in share if k
     ]
@@ -213,6 +227,7 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
         client.get("/readyz")  # connection up before the clock starts
         cpu0 = server.cpu_s()
+        clients0 = sum(cpu_s(w.pid) for w in workers)
         t0 = time.monotonic()
         r = client.post("/api/v1/events", json=event)
         t_ack = time.monotonic()
@@ -224,6 +239,7 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
         assert w.stdout is not None
         arrivals += json.loads(w.stdout.readline())
     cpu = server.cpu_s() - cpu0
+    clients_cpu = sum(cpu_s(w.pid) for w in workers) - clients0
     unspy(profiler)
     if server.profile:
         server.proc.send_signal(signal.SIGUSR2)
@@ -248,6 +264,7 @@ def fan_out(server: Server, key: str, port: int, n: int, procs: int, track: str,
         "transitions_per_client": transitions, "bytes_per_client": size,
         "open_s": round(opened_s, 2),
         "ack_ms": round((t_ack - t0) * 1000, 1), "server_cpu_ms": round(cpu * 1000),
+        "clients_cpu_ms": round(clients_cpu * 1000),
         "p50_ms": round(pct(lat, 0.50), 1), "p99_ms": round(pct(lat, 0.99), 1),
         "max_ms": round(max(lat), 1) if lat else None,
         "all_ms": round(max(lat), 1) if len(lat) == n else None,
@@ -357,6 +374,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1000,10000", help="comma-separated stream counts")
     parser.add_argument("--procs", type=int, default=2, help="client worker processes")
+    parser.add_argument("--client", choices=("epoll", "asyncio"), default="epoll",
+                        help="client workers: one epoll loop (bench/clients.py) or asyncio")
     parser.add_argument("--single", type=int, default=3000, help="events POSTed one by one")
     parser.add_argument("--batches", type=int, default=300, help="POSTs of 100 events")
     parser.add_argument("--ingest-conns", type=int, default=4, help="concurrent POSTing clients")
@@ -380,7 +399,7 @@ def main() -> None:
     port = free_port()
     server = Server(data, port, profile=args.profile)  # inherits the raised limit
     try:
-        fan = [fan_out(server, key, port, n, args.procs, f"F{i}", args.spy)
+        fan = [fan_out(server, key, port, n, args.procs, f"F{i}", args.spy, args.client)
                for i, n in enumerate(counts)]
         ing = ingest(server, key, args.single, args.batches, args.ingest_conns, args.spy)
     finally:
