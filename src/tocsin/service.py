@@ -224,6 +224,7 @@ class Service:
         if first <= last:
             self._rebuild_outputs(first, last)
         log.info("recovered %d log entries (from a snapshot at seq %d)", last, start)
+        self.regions.warm()  # this is the writer thread: the first detection need not wait
         self.ready_once = True
         return last
 

@@ -99,6 +99,15 @@ class PlanarFrame:
         params.update(proj="aeqd", lat_0=(south + north) / 2.0)
         return cls(CRS.from_dict(params))
 
+    def warm(self) -> None:
+        """Build the calling thread's PROJ objects now.
+
+        A pyproj transformer is thread-safe by keeping one PROJ object per thread, made on the
+        thread's first `transform` (13-70 ms here, both ways): a service warms its writer thread
+        at start, or the first detection after every restart would wait for it.
+        """
+        self.inverse(*self.forward(np.zeros(1), np.zeros(1)))
+
     def forward(self, lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Project lon/lat arrays to planar x/y metres."""
         x, y = self._forward.transform(lon, lat)

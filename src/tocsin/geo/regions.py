@@ -141,6 +141,10 @@ class RegionSet:
     def _unknown(self, region_id: str) -> UnknownRegion:
         return UnknownRegion(f"unknown region {region_id!r} in set {self.name!r}")
 
+    def warm(self) -> None:
+        """Make the calling thread's projection objects now (see `PlanarFrame.warm`)."""
+        self._index.frame.warm()
+
     def locate(self, lat: float, lon: float) -> str | None:
         """The leaf whose polygon covers the point (the lowest id on a border), or None."""
         return self._index.locate(lat, lon)
