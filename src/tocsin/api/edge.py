@@ -31,8 +31,10 @@ from tocsin.store import open_admin, open_log
 __all__ = ["create_edge_app"]
 
 
-def create_edge_app(settings: Settings, *, poll_s: float = 0.02) -> StreamingApp:
-    """The app of one stream edge on the log `settings` name (`store`, else `data_dir`)."""
+def create_edge_app(settings: Settings, *, poll_s: float = 0.02,
+                    wake_fd: int | None = None) -> StreamingApp:
+    """The app of one stream edge on the log `settings` name (`store`, else `data_dir`); with
+    `wake_fd`, the log is read when the writer rings that pipe (see `TailFeed`)."""
     where = settings.store or settings.data_dir
     if settings.store is None and not (Path(settings.data_dir) / "tocsin.db").exists():
         raise TocsinError(f"{settings.data_dir} holds no log (tocsin.db): start `tocsin serve` "
@@ -44,7 +46,7 @@ def create_edge_app(settings: Settings, *, poll_s: float = 0.02) -> StreamingApp
         raise TocsinError(f"{where}: the log names no region set; start `tocsin serve` first")
     regions = load_region_set(region_set)
     admin = open_admin(settings.store, settings.data_dir)
-    feed = TailFeed(log, poll_s=poll_s)
+    feed = TailFeed(log, poll_s=poll_s, wake_fd=wake_fd)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: StreamingApp) -> AsyncIterator[None]:

@@ -17,6 +17,8 @@ knows where envelopes come from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -97,29 +99,69 @@ class ServiceFeed(LogPages):
 
 
 class TailFeed(LogPages):
-    """A committed log followed from outside the writer: polled every `poll_s` when idle."""
+    """A committed log followed from outside the writer: polled every `poll_s` when idle.
 
-    def __init__(self, log: EventLog, *, poll_s: float = 0.02, limit: int = 500) -> None:
+    With `wake_fd`, the read end of a pipe the writer rings after each commit
+    (`tocsin.outputs.doorbell`), the log is read as soon as it rings, and polled only every
+    `RUNG_POLL_S` besides (a ring is never needed for correctness: each read takes everything
+    committed). The event is cleared before each read, so a ring during a read makes another
+    read, never a missed batch. If the writer goes (end of file), polling takes over.
+    """
+
+    RUNG_POLL_S = 1.0
+
+    def __init__(self, log: EventLog, *, poll_s: float = 0.02, limit: int = 500,
+                 wake_fd: int | None = None) -> None:
         # the mode the log's server decided in (kept in its metadata), as the server marks it
         super().__init__(log, lambda: datetime.now(UTC), log.get_meta("mode") or ACTUAL)
         self.poll_s = poll_s
         self.limit = limit
         self.closing = asyncio.Event()
         self.position = 0
+        self.wake_fd = wake_fd
+        self._rung = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> int:
+        if self.wake_fd is not None:
+            os.set_blocking(self.wake_fd, False)
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self.wake_fd, self._ring)
         self.position = await asyncio.to_thread(self.log.max_seq)
         return self.position
 
+    def _ring(self) -> None:
+        assert self.wake_fd is not None
+        try:
+            while True:
+                if not os.read(self.wake_fd, 4096):  # end of file: the writer has gone
+                    self._unwire()
+                    break
+        except BlockingIOError:
+            pass  # drained
+        except OSError:
+            self._unwire()
+        self._rung.set()
+
+    def _unwire(self) -> None:
+        if self._loop is not None and self.wake_fd is not None:
+            self._loop.remove_reader(self.wake_fd)
+            self._loop = None
+
     async def next_batch(self) -> Sequence[Envelope]:
         while True:
+            self._rung.clear()
             envs, last = await asyncio.to_thread(self.page, self.position, self.limit)
             if last == self.position:
-                await asyncio.sleep(self.poll_s)
+                if self._loop is None:
+                    await asyncio.sleep(self.poll_s)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._rung.wait(), self.RUNG_POLL_S)
                 continue
             self.position = last
             if envs:
                 return envs
 
     def close(self) -> None:
-        pass
+        self._unwire()

@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a reverse proxy whose X-Forwarded-For is believed (repeatable)")
     p.add_argument("--reuse-port", action="store_true",
                    help="share the port with other edges (SO_REUSEPORT)")
+    p.add_argument("--wake-fd", type=int, metavar="FD",
+                   help="a pipe the writer rings on each commit (set by serve --stream-workers; "
+                   "without it the log is polled every 20 ms)")
     p.set_defaults(func=cmd_stream_edge)
 
     p = sub.add_parser("keys", help="create, list and revoke API keys")

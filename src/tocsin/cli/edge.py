@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
         trusted_proxies=",".join(args.trusted_proxy) if args.trusted_proxy else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_edge_app(settings)
+    app = create_edge_app(settings, wake_fd=args.wake_fd)
     sock = listening_socket(settings.host, settings.port, reuse_port=args.reuse_port,
                             send_buffer=settings.socket_send_buffer)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10,
@@ -79,10 +80,11 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def stream_workers(settings: Settings, args: argparse.Namespace) -> Iterator[None]:
-    """Start `settings.stream_workers` edges on `stream_port` for the life of the block."""
+def stream_workers(settings: Settings, args: argparse.Namespace) -> Iterator[list[int]]:
+    """Start `settings.stream_workers` edges on `stream_port` for the life of the block; yields
+    the write ends of their doorbells (`tocsin.outputs.doorbell`), one pipe per worker."""
     if settings.stream_workers <= 0:
-        yield
+        yield []
         return
     port = settings.stream_port or settings.port + 1
     where = ["--store", settings.store] if settings.store else ["--data-dir",
@@ -92,13 +94,24 @@ def stream_workers(settings: Settings, args: argparse.Namespace) -> Iterator[Non
         extra += ["--trusted-proxy", cidr]
     cmd = [sys.executable, "-m", "tocsin", "stream-edge", *where, "--host", settings.host,
            "--port", str(port), "--reuse-port", *extra]
-    procs = [subprocess.Popen(cmd) for _ in range(settings.stream_workers)]
-    print(f"tocsin: {len(procs)} stream workers on http://{settings.host}:{port}/api/v1/stream",
-          file=sys.stderr, flush=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    bells: list[int] = []
     try:
-        yield
+        for _ in range(settings.stream_workers):
+            ring, bell = os.pipe()
+            os.set_blocking(bell, False)
+            bells.append(bell)
+            try:
+                procs.append(subprocess.Popen([*cmd, "--wake-fd", str(ring)], pass_fds=(ring,)))
+            finally:
+                os.close(ring)
+        print(f"tocsin: {len(procs)} stream workers on http://{settings.host}:{port}"
+              "/api/v1/stream", file=sys.stderr, flush=True)
+        yield bells
     finally:
         _stop_all(procs, lambda p: p.terminate())
+        for bell in bells:
+            os.close(bell)
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]],

@@ -81,7 +81,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         err(f"could not serve on {settings.host}:{settings.port}: {exc}")
         return EXIT_CHECK
-    with stream_workers(settings, args):
+    with stream_workers(settings, args) as bells:
+        if bells:
+            from tocsin.outputs.doorbell import Doorbell
+
+            service.outputs.add(Doorbell(bells))
         server.run(sockets=[sock])
     if not server.started:
         err(f"could not serve on {settings.host}:{settings.port} (see the lines above)")
