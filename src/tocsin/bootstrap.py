@@ -8,12 +8,15 @@ streams last. A new output is a module and one line in `compose` (docs/architect
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tocsin.api.metrics import Metrics
 from tocsin.config import Settings
 from tocsin.modes import notice
 from tocsin.outputs.alertsinua import AlertsInUaView
 from tocsin.outputs.base import LeaderOnly, ReadModel
 from tocsin.outputs.capfeed import CapFeed, default_sender, load_signing_key, public_url
+from tocsin.outputs.doorbell import Doorbell
 from tocsin.outputs.incidents import IncidentLog
 from tocsin.outputs.oref import OrefView
 from tocsin.outputs.sirens import SirenGateway
@@ -24,18 +27,19 @@ from tocsin.service import Service
 __all__ = ["compose", "make_service"]
 
 
-def make_service(settings: Settings) -> Service:
+def make_service(settings: Settings, doorbells: Sequence[int] = ()) -> Service:
     """The service the settings describe, with its outputs: a cluster node when they name a
     bus, else embedded."""
     if settings.bus:
         from tocsin.cluster import cluster_service
 
-        return compose(cluster_service(settings))
-    return compose(Service(settings))
+        return compose(cluster_service(settings), doorbells=doorbells)
+    return compose(Service(settings), doorbells=doorbells)
 
 
-def compose(service: Service) -> Service:
-    """Register every output of `service` (once: a composed service is returned as it is)."""
+def compose(service: Service, doorbells: Sequence[int] = ()) -> Service:
+    """Register every output of `service` (once: a composed service is returned as it is);
+    `doorbells` are the pipes of the stream workers this process started."""
     outputs = service.outputs
     if len(outputs):
         return service
@@ -60,5 +64,7 @@ def compose(service: Service) -> Service:
         url = settings.mqtt_url
         outputs.add(LeaderOnly("sirens", lambda: SirenGateway(service, url)))
     outputs.add(StreamOutput(service.bus))
+    if doorbells:  # the stream workers read the committed log: ring them once it is
+        outputs.add(Doorbell(doorbells))
     return service
 

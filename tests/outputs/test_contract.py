@@ -9,6 +9,7 @@ fails the first test, so a new output comes with its observation.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +68,8 @@ OBSERVE: dict[str, Callable[[Service, Any], Any]] = {
     # here: a dispatcher runs where the node leads
     "webhooks": lambda svc, o: type(o.current).__name__,
     "sirens": lambda svc, o: _sirens(o),
+    # the stream workers' pipes it rings (what the workers read is the log itself)
+    "doorbell": lambda svc, o: len(o.fds),
 }
 
 EVENTS = [
@@ -90,7 +93,10 @@ def _settings(data: Path, broker: str) -> Settings:
 async def test_every_output_is_fed_live_and_rebuilt_alike(tmp_path: Path) -> None:
     broker = _broker()
     clock = FakeClock(T0 + timedelta(seconds=30))
-    live_svc = compose(Service(_settings(tmp_path / "d", broker), clock=clock))
+    ring, bell = os.pipe()
+    os.set_blocking(bell, False)
+    live_svc = compose(Service(_settings(tmp_path / "d", broker), clock=clock),
+                       doorbells=[bell])
     outputs = list(live_svc.outputs)
     names = [o.name for o in outputs]
     assert set(names) == set(OBSERVE), "every registered output needs an observation here"
@@ -128,7 +134,9 @@ async def test_every_output_is_fed_live_and_rebuilt_alike(tmp_path: Path) -> Non
     await live_svc.stop()  # stop every output
 
     # a fresh node on the same log: its outputs rebuilt from those envelopes, then started
-    cold_svc = compose(Service(_settings(tmp_path / "d", broker), clock=clock))
+    assert os.read(ring, 4096) == b"\x01" * len(EVENTS)  # rung once per committed batch
+    cold_svc = compose(Service(_settings(tmp_path / "d", broker), clock=clock),
+                       doorbells=[bell])
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(cold_svc.writer, _engine_only, cold_svc)
     for o in cold_svc.outputs:
@@ -139,6 +147,8 @@ async def test_every_output_is_fed_live_and_rebuilt_alike(tmp_path: Path) -> Non
             assert OBSERVE[o.name](cold_svc, o) == live[o.name], f"{o.name}: live != rebuilt"
     finally:
         await cold_svc.stop()
+        os.close(ring)
+        os.close(bell)
 
 
 def _engine_only(svc: Service) -> None:

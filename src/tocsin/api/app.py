@@ -140,12 +140,15 @@ def error_body(exc: TocsinError) -> dict[str, Any]:
     return {"detail": str(exc)}
 
 
-def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
-    """Build the application; `service` may be given by tests, else one is made from settings."""
+def create_app(settings: Settings, service: Service | None = None,
+               doorbells: Sequence[int] = ()) -> FastAPI:
+    """Build the application; `service` may be given by tests, else one is made from settings;
+    `doorbells`: the pipes of stream workers to ring on each commit."""
     if settings.demo:  # a drill is marked as an exercise everywhere
         settings = dataclasses.replace(settings, mode="exercise")
     # a service built by hand (tests, tools) gets its outputs from the same root
-    svc = compose(service) if service is not None else make_service(settings)
+    svc = (compose(service, doorbells=doorbells) if service is not None
+           else make_service(settings, doorbells=doorbells))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -55,37 +55,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         trusted_proxies=",".join(args.trusted_proxy) if args.trusted_proxy else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app(settings)
-    # proxy_headers off: X-Forwarded-For is read by tocsin, and only from trusted_proxies
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                            timeout_graceful_shutdown=10, access_log=False, proxy_headers=False,
-                            backlog=4096)
-    server = Server(config)
-    logging.getLogger("uvicorn.error").addFilter(QuietDrops(app.state.hub))
-    service = app.state.service
-    original_exit = server.handle_exit
-
-    def handle_exit(sig: int, frame: Any) -> None:
-        original_exit(sig, frame)
-        if service.closing_loop is not None:
-            with contextlib.suppress(RuntimeError):
-                service.closing_loop.call_soon_threadsafe(service.begin_shutdown)
-
-    server.handle_exit = handle_exit
-    server.announce = (f"tocsin serving on http://{settings.host}:{settings.port}/ "
-                       f"(data in {settings.data_dir})")
-    tune_gc()
     try:
         sock = listening_socket(settings.host, settings.port, reuse_port=False,
                                 send_buffer=settings.socket_send_buffer)
     except OSError as exc:
         err(f"could not serve on {settings.host}:{settings.port}: {exc}")
         return EXIT_CHECK
+    # the workers first: the app registers their doorbells with its other outputs
     with stream_workers(settings, args) as bells:
-        if bells:
-            from tocsin.outputs.doorbell import Doorbell
+        app = create_app(settings, doorbells=bells)
+        # proxy_headers off: X-Forwarded-For is read by tocsin, and only from trusted_proxies
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
+                                timeout_graceful_shutdown=10, access_log=False,
+                                proxy_headers=False, backlog=4096)
+        server = Server(config)
+        logging.getLogger("uvicorn.error").addFilter(QuietDrops(app.state.hub))
+        service = app.state.service
+        original_exit = server.handle_exit
 
-            service.outputs.add(Doorbell(bells))
+        def handle_exit(sig: int, frame: Any) -> None:
+            original_exit(sig, frame)
+            if service.closing_loop is not None:
+                with contextlib.suppress(RuntimeError):
+                    service.closing_loop.call_soon_threadsafe(service.begin_shutdown)
+
+        server.handle_exit = handle_exit
+        server.announce = (f"tocsin serving on http://{settings.host}:{settings.port}/ "
+                           f"(data in {settings.data_dir})")
+        tune_gc()
         server.run(sockets=[sock])
     if not server.started:
         err(f"could not serve on {settings.host}:{settings.port} (see the lines above)")
