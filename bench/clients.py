@@ -55,7 +55,11 @@ def _sse_steps() -> list[Step]:
     return [(request, connected)]
 
 
+TOPIC = "tocsin/bench/alerts"
+
+
 def _mqtt_packet(kind: int, body: bytes) -> bytes:
+    """An MQTT control packet: fixed header with the variable-length remaining length."""
     out = bytearray([kind])
     n = len(body)
     while True:
@@ -71,10 +75,23 @@ def _mqtt_string(text: str) -> bytes:
     return len(raw).to_bytes(2, "big") + raw
 
 
+def connect_packet(client_id: str) -> bytes:
+    """CONNECT, MQTT 3.1.1, clean session, keep-alive 0 (no pings needed)."""
+    return _mqtt_packet(0x10, _mqtt_string("MQTT") + bytes([4, 0x02, 0, 0])
+                        + _mqtt_string(client_id))
+
+
+def subscribe_packet(topic: str) -> bytes:
+    return _mqtt_packet(0x82, (1).to_bytes(2, "big") + _mqtt_string(topic) + bytes([0]))
+
+
+def publish_packet(topic: str, payload: bytes) -> bytes:
+    return _mqtt_packet(0x30, _mqtt_string(topic) + payload)
+
+
 def _mqtt_steps(name: str, topic: str) -> list[Step]:
-    connect = _mqtt_packet(0x10, _mqtt_string("MQTT") + bytes([4, 0x02, 0, 0])
-                           + _mqtt_string(name))
-    subscribe = _mqtt_packet(0x82, (1).to_bytes(2, "big") + _mqtt_string(topic) + bytes([0]))
+    connect = connect_packet(name)
+    subscribe = subscribe_packet(topic)
 
     def connack(buf: bytes) -> int:
         if len(buf) < 4:
@@ -175,7 +192,7 @@ def main(argv: list[str]) -> int:
         socks = connect_all(port, n, lambda _i: steps)
     elif kind == "mqtt":
         tag, marker = argv[3], argv[4].encode()
-        socks = connect_all(port, n, lambda i: _mqtt_steps(f"{tag}-{i}", "tocsin/bench/alerts"))
+        socks = connect_all(port, n, lambda i: _mqtt_steps(f"{tag}-{i}", TOPIC))
     else:
         raise SystemExit(f"unknown client kind {kind!r}")
     print("READY", flush=True)

@@ -56,42 +56,10 @@ from typing import Any
 import httpx
 
 import stream as sse  # bench/stream.py  # noqa: I001
+from clients import TOPIC, connect_packet, publish_packet, subscribe_packet
 from common import free_port, line_chart, pct, raise_nofile, rss_mb, table, write_result
 
-TOPIC = "tocsin/bench/alerts"
-
-
 # --- MQTT subscribers (a worker process) -------------------------------------------------------
-
-
-def _packet(kind: int, body: bytes) -> bytes:
-    """An MQTT control packet: fixed header with the variable-length remaining length."""
-    out = bytearray([kind])
-    n = len(body)
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            break
-    return bytes(out) + body
-
-
-def _string(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def connect_packet(client_id: str) -> bytes:
-    """CONNECT, MQTT 3.1.1, clean session, keep-alive 0 (no pings needed)."""
-    return _packet(0x10, _string("MQTT") + bytes([4, 0x02, 0, 0]) + _string(client_id))
-
-
-def subscribe_packet(topic: str) -> bytes:
-    return _packet(0x82, (1).to_bytes(2, "big") + _string(topic) + bytes([0]))
-
-
-def publish_packet(topic: str, payload: bytes) -> bytes:
-    return _packet(0x30, _string(topic) + payload)
 
 
 async def _read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
