@@ -191,23 +191,28 @@ class Field:
             self.arg_a[leaves] = self.arg_b[leaves] = -1
             return leaves
         arrival = self.eta[leaves, :used] + self.t_s[:used]
-        alert = arrival - self.off[:used]
-        self.min_a[leaves], self.arg_a[leaves] = self._first(arrival)
-        self.min_b[leaves], self.arg_b[leaves] = self._first(alert)
+        # both minima in one search: the arrivals' rows, then the alert points'
+        low, arg = self._first(np.concatenate((arrival, arrival - self.off[:used])))
+        n = leaves.size
+        self.min_a[leaves], self.arg_a[leaves] = low[:n], arg[:n]
+        self.min_b[leaves], self.arg_b[leaves] = low[n:], arg[n:]
         return leaves
 
     def _first(self, rows: FloatArray) -> tuple[FloatArray, IntArray]:
         """Each row's minimum and the slot giving it (the smaller id on a tie; -1 if none)."""
         arg = rows.argmin(axis=1)
-        low = rows[np.arange(rows.shape[0]), arg]
-        empty = low == _INF
+        low = rows.min(axis=1)
         at_low = rows == low[:, None]
-        tied = (at_low.sum(axis=1) > 1) & ~empty
-        if tied.any():
-            order = self.order()[: rows.shape[1]]
-            ranks = np.where(at_low[tied], order, rows.shape[1])
-            arg[tied] = ranks.argmin(axis=1)
-        arg[empty] = -1
+        # each row has its minimum once unless it ties (an empty row ties everywhere, and is
+        # told apart below when there is only one slot)
+        if rows.shape[1] == 1 or np.count_nonzero(at_low) > rows.shape[0]:
+            empty = low == _INF
+            tied = (at_low.sum(axis=1) > 1) & ~empty
+            if tied.any():
+                order = self.order()[: rows.shape[1]]
+                ranks = np.where(at_low[tied], order, rows.shape[1])
+                arg[tied] = ranks.argmin(axis=1)
+            arg[empty] = -1
         return low, arg
 
     def put(self, leaf: int, slot: int, eta: float) -> None:
