@@ -65,6 +65,10 @@ class Field:
         self.min_b: FloatArray = np.full(leaves, _INF)
         self.arg_b: IntArray = np.full(leaves, -1, dtype=np.intp)
         self.esc: DueArray = np.full(leaves, NO_DUE, dtype=np.int64)
+        # the earliest crossing, kept while writes cannot have moved it (every event asks for
+        # it, most often with nothing due; an argmin over all leaves each time)
+        self._next: tuple[int, int] | None = None
+        self._next_known = True
         # the air-raid alert of each leaf as the engine last left it: its severity rank (-1 for
         # none), whether it holds, whether an operator raised it
         self.rank: NDArray[np.int8] = np.full(leaves, -1, dtype=np.int8)
@@ -227,7 +231,7 @@ class Field:
         row[:] = _INF
         self.min_a[leaf] = self.min_b[leaf] = _INF
         self.arg_a[leaf] = self.arg_b[leaf] = -1
-        self.esc[leaf] = NO_DUE
+        self.set_due(leaf, NO_DUE)
         return sorted(self.tid[s] for s in slots)
 
     # --- reading -------------------------------------------------------------------------------
@@ -250,8 +254,34 @@ class Field:
 
     def next_escalation(self) -> tuple[int, int] | None:
         """The earliest severity crossing (due µs, leaf), the lowest leaf on a tie."""
-        if not self.leaves:
-            return None
-        leaf = int(self.esc.argmin())
-        due = int(self.esc[leaf])
-        return None if due == NO_DUE else (due, leaf)
+        if self._next_known:
+            return self._next
+        self._next_known = True
+        self._next = None
+        if self.leaves:
+            leaf = int(self.esc.argmin())
+            due = int(self.esc[leaf])
+            if due != NO_DUE:
+                self._next = (due, leaf)
+        return self._next
+
+    # --- writing timers ------------------------------------------------------------------------
+
+    def set_due(self, leaf: int, due: int) -> None:
+        """Set one leaf's next crossing (`NO_DUE` for none)."""
+        self.esc[leaf] = due
+        if not self._next_known:
+            return
+        nxt = self._next
+        if nxt is None:
+            if due != NO_DUE:
+                self._next = (due, leaf)
+        elif due < nxt[0] or (due == nxt[0] and leaf < nxt[1]):
+            self._next = (due, leaf)
+        elif leaf == nxt[1] and due != nxt[0]:
+            self._next_known = False  # the earliest moved later: another may be first now
+
+    def set_dues(self, leaves: IntArray, due: DueArray) -> None:
+        """Set the next crossings of several leaves."""
+        self.esc[leaves] = due
+        self._next_known = False
