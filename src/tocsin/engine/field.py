@@ -74,6 +74,7 @@ class Field:
         self.rank: NDArray[np.int8] = np.full(leaves, -1, dtype=np.int8)
         self.hold: NDArray[np.bool_] = np.zeros(leaves, dtype=np.bool_)
         self.op: NDArray[np.bool_] = np.zeros(leaves, dtype=np.bool_)
+        self._mark: NDArray[np.bool_] = np.zeros(leaves, dtype=np.bool_)  # scratch, kept all False
 
     # --- slots ---------------------------------------------------------------------------------
 
@@ -143,29 +144,29 @@ class Field:
         if not new.size:
             return self._refind(lost)
         if lost.size:
-            # both are sorted: the new leaves that are searched again anyway
-            at = np.searchsorted(new, lost)
-            inside = at < new.size
-            at = at[inside][new[at[inside]] == lost[inside]]
-            if at.size:
-                keep = np.ones(new.size, dtype=np.bool_)
-                keep[at] = False
-                new, eta = new[keep], eta[keep]
+            # the new leaves that are searched again anyway
+            mark = self._mark
+            mark[lost] = True
+            keep = ~mark[new]
+            mark[lost] = False
+            new, eta = new[keep], eta[keep]
         arrival = t_us / 1e6 + eta
         alert = arrival - off
-        better_a = arrival < self.min_a[new]
-        better_b = alert < self.min_b[new]
-        tie_a = arrival == self.min_a[new]
-        tie_b = alert == self.min_b[new]
-        if tie_a.any() or tie_b.any():
+        min_a, min_b = self.min_a[new], self.min_b[new]
+        arg_a, arg_b = self.arg_a[new], self.arg_b[new]
+        better_a = arrival < min_a
+        better_b = alert < min_b
+        tie_a = arrival == min_a
+        tie_b = alert == min_b
+        if (tie_a | tie_b).any():
             order = self.order()
             mine = order[slot]
-            better_a |= tie_a & (mine < order[self.arg_a[new]])
-            better_b |= tie_b & (mine < order[self.arg_b[new]])
-        self.min_a[new] = np.where(better_a, arrival, self.min_a[new])
-        self.arg_a[new] = np.where(better_a, slot, self.arg_a[new])
-        self.min_b[new] = np.where(better_b, alert, self.min_b[new])
-        self.arg_b[new] = np.where(better_b, slot, self.arg_b[new])
+            better_a |= tie_a & (mine < order[arg_a])
+            better_b |= tie_b & (mine < order[arg_b])
+        self.min_a[new] = np.where(better_a, arrival, min_a)
+        self.arg_a[new] = np.where(better_a, slot, arg_a)
+        self.min_b[new] = np.where(better_b, alert, min_b)
+        self.arg_b[new] = np.where(better_b, slot, arg_b)
         moved = new[better_a | better_b]
         found = self._refind(lost)
         if not found.size:
