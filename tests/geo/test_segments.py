@@ -72,3 +72,17 @@ def test_a_disc_past_the_sets_reach_holds_every_leaf(fx: float, fy: float, more:
     slow = INDEX._intersecting(polygon, xy, exact)  # noqa: SLF001
     assert np.array_equal(found, slow)
     assert np.array_equal(dist, INDEX._distances(fp, xy[0], slow))  # noqa: SLF001
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(44.0, 53.0), st.floats(21.0, 41.0), st.floats(0.0, 360.0),
+       st.floats(1_000.0, 600_000.0), st.sampled_from([10.0, 15.0, 30.0, 45.0, 60.0, 180.0]))
+def test_the_pre_filters_decide_as_geos_does(lat: float, lon: float, heading: float,
+                                             length: float, half: float) -> None:
+    from tocsin.geo.model import Footprint
+
+    fp = Footprint(lat, lon, length, None if half == 180.0 else heading, half)
+    polygon, xy, exact = INDEX._planar_footprint(fp)  # noqa: SLF001
+    found = INDEX._intersecting(polygon, xy, exact)  # noqa: SLF001
+    geos = INDEX._tree.query(polygon, predicate="intersects")  # noqa: SLF001
+    assert np.array_equal(found, np.sort(geos))

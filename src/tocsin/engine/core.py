@@ -468,7 +468,7 @@ class Engine(RegionRules):
                 self._evaluate(self.regions.leaves[pos], AIR_RAID)
                 if field_.esc[pos] <= due:
                     # a crossing is always ahead of the one that fired; never fire it twice
-                    field_.esc[pos] = NO_DUE
+                    field_.set_due(pos, NO_DUE)
                 continue
             else:
                 return

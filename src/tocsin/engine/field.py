@@ -65,11 +65,16 @@ class Field:
         self.min_b: FloatArray = np.full(leaves, _INF)
         self.arg_b: IntArray = np.full(leaves, -1, dtype=np.intp)
         self.esc: DueArray = np.full(leaves, NO_DUE, dtype=np.int64)
+        # the earliest crossing, kept while writes cannot have moved it (every event asks for
+        # it, most often with nothing due; an argmin over all leaves each time)
+        self._next: tuple[int, int] | None = None
+        self._next_known = True
         # the air-raid alert of each leaf as the engine last left it: its severity rank (-1 for
         # none), whether it holds, whether an operator raised it
         self.rank: NDArray[np.int8] = np.full(leaves, -1, dtype=np.int8)
         self.hold: NDArray[np.bool_] = np.zeros(leaves, dtype=np.bool_)
         self.op: NDArray[np.bool_] = np.zeros(leaves, dtype=np.bool_)
+        self._mark: NDArray[np.bool_] = np.zeros(leaves, dtype=np.bool_)  # scratch, kept all False
 
     # --- slots ---------------------------------------------------------------------------------
 
@@ -139,29 +144,29 @@ class Field:
         if not new.size:
             return self._refind(lost)
         if lost.size:
-            # both are sorted: the new leaves that are searched again anyway
-            at = np.searchsorted(new, lost)
-            inside = at < new.size
-            at = at[inside][new[at[inside]] == lost[inside]]
-            if at.size:
-                keep = np.ones(new.size, dtype=np.bool_)
-                keep[at] = False
-                new, eta = new[keep], eta[keep]
+            # the new leaves that are searched again anyway
+            mark = self._mark
+            mark[lost] = True
+            keep = ~mark[new]
+            mark[lost] = False
+            new, eta = new[keep], eta[keep]
         arrival = t_us / 1e6 + eta
         alert = arrival - off
-        better_a = arrival < self.min_a[new]
-        better_b = alert < self.min_b[new]
-        tie_a = arrival == self.min_a[new]
-        tie_b = alert == self.min_b[new]
-        if tie_a.any() or tie_b.any():
+        min_a, min_b = self.min_a[new], self.min_b[new]
+        arg_a, arg_b = self.arg_a[new], self.arg_b[new]
+        better_a = arrival < min_a
+        better_b = alert < min_b
+        tie_a = arrival == min_a
+        tie_b = alert == min_b
+        if (tie_a | tie_b).any():
             order = self.order()
             mine = order[slot]
-            better_a |= tie_a & (mine < order[self.arg_a[new]])
-            better_b |= tie_b & (mine < order[self.arg_b[new]])
-        self.min_a[new] = np.where(better_a, arrival, self.min_a[new])
-        self.arg_a[new] = np.where(better_a, slot, self.arg_a[new])
-        self.min_b[new] = np.where(better_b, alert, self.min_b[new])
-        self.arg_b[new] = np.where(better_b, slot, self.arg_b[new])
+            better_a |= tie_a & (mine < order[arg_a])
+            better_b |= tie_b & (mine < order[arg_b])
+        self.min_a[new] = np.where(better_a, arrival, min_a)
+        self.arg_a[new] = np.where(better_a, slot, arg_a)
+        self.min_b[new] = np.where(better_b, alert, min_b)
+        self.arg_b[new] = np.where(better_b, slot, arg_b)
         moved = new[better_a | better_b]
         found = self._refind(lost)
         if not found.size:
@@ -191,23 +196,28 @@ class Field:
             self.arg_a[leaves] = self.arg_b[leaves] = -1
             return leaves
         arrival = self.eta[leaves, :used] + self.t_s[:used]
-        alert = arrival - self.off[:used]
-        self.min_a[leaves], self.arg_a[leaves] = self._first(arrival)
-        self.min_b[leaves], self.arg_b[leaves] = self._first(alert)
+        # both minima in one search: the arrivals' rows, then the alert points'
+        low, arg = self._first(np.concatenate((arrival, arrival - self.off[:used])))
+        n = leaves.size
+        self.min_a[leaves], self.arg_a[leaves] = low[:n], arg[:n]
+        self.min_b[leaves], self.arg_b[leaves] = low[n:], arg[n:]
         return leaves
 
     def _first(self, rows: FloatArray) -> tuple[FloatArray, IntArray]:
         """Each row's minimum and the slot giving it (the smaller id on a tie; -1 if none)."""
         arg = rows.argmin(axis=1)
-        low = rows[np.arange(rows.shape[0]), arg]
-        empty = low == _INF
+        low = rows.min(axis=1)
         at_low = rows == low[:, None]
-        tied = (at_low.sum(axis=1) > 1) & ~empty
-        if tied.any():
-            order = self.order()[: rows.shape[1]]
-            ranks = np.where(at_low[tied], order, rows.shape[1])
-            arg[tied] = ranks.argmin(axis=1)
-        arg[empty] = -1
+        # each row has its minimum once unless it ties (an empty row ties everywhere, and is
+        # told apart below when there is only one slot)
+        if rows.shape[1] == 1 or np.count_nonzero(at_low) > rows.shape[0]:
+            empty = low == _INF
+            tied = (at_low.sum(axis=1) > 1) & ~empty
+            if tied.any():
+                order = self.order()[: rows.shape[1]]
+                ranks = np.where(at_low[tied], order, rows.shape[1])
+                arg[tied] = ranks.argmin(axis=1)
+            arg[empty] = -1
         return low, arg
 
     def put(self, leaf: int, slot: int, eta: float) -> None:
@@ -222,7 +232,7 @@ class Field:
         row[:] = _INF
         self.min_a[leaf] = self.min_b[leaf] = _INF
         self.arg_a[leaf] = self.arg_b[leaf] = -1
-        self.esc[leaf] = NO_DUE
+        self.set_due(leaf, NO_DUE)
         return sorted(self.tid[s] for s in slots)
 
     # --- reading -------------------------------------------------------------------------------
@@ -245,8 +255,34 @@ class Field:
 
     def next_escalation(self) -> tuple[int, int] | None:
         """The earliest severity crossing (due µs, leaf), the lowest leaf on a tie."""
-        if not self.leaves:
-            return None
-        leaf = int(self.esc.argmin())
-        due = int(self.esc[leaf])
-        return None if due == NO_DUE else (due, leaf)
+        if self._next_known:
+            return self._next
+        self._next_known = True
+        self._next = None
+        if self.leaves:
+            leaf = int(self.esc.argmin())
+            due = int(self.esc[leaf])
+            if due != NO_DUE:
+                self._next = (due, leaf)
+        return self._next
+
+    # --- writing timers ------------------------------------------------------------------------
+
+    def set_due(self, leaf: int, due: int) -> None:
+        """Set one leaf's next crossing (`NO_DUE` for none)."""
+        self.esc[leaf] = due
+        if not self._next_known:
+            return
+        nxt = self._next
+        if nxt is None:
+            if due != NO_DUE:
+                self._next = (due, leaf)
+        elif due < nxt[0] or (due == nxt[0] and leaf < nxt[1]):
+            self._next = (due, leaf)
+        elif leaf == nxt[1] and due != nxt[0]:
+            self._next_known = False  # the earliest moved later: another may be first now
+
+    def set_dues(self, leaves: IntArray, due: DueArray) -> None:
+        """Set the next crossings of several leaves."""
+        self.esc[leaves] = due
+        self._next_known = False

@@ -134,7 +134,7 @@ class RegionRules:
             cur = field_.rank[pos]
             final = np.where(cur > rank, np.maximum(rank, np.minimum(cur, lenient)), rank)
             same = (final == cur) & ~field_.hold[pos]
-            field_.esc[pos[same]] = due[same]
+            field_.set_dues(pos[same], due[same])
             quiet[np.flatnonzero(covered)[same]] = True
         ids = self.regions.leaves
         rest = leaves[~quiet]
@@ -211,7 +211,7 @@ class RegionRules:
                     due = now + math.ceil((e - shelter) * 1e6) + 1
                 if rank < 1:
                     due = min(due, now + math.ceil((eb - alert_s) * 1e6) + 1)
-            field_.esc[pos] = due or NO_DUE
+            field_.set_due(pos, due or NO_DUE)
         operators = self._operators.get(key)
         if operators:
             rank = lenient = max(rank, SEVERITY_RANK["alert"])

@@ -100,6 +100,10 @@ class Resolved:
     reach_km: float  # its own range, or the longest range among what a carrier launches
 
 
+# Distinct (weapon, object class) pairs whose resolution is kept.
+_RESOLVED_MAX = 1024
+
+
 class _Invalid(Exception):
     """A bad value in row `index`; turned into a `CatalogError` naming where the row came from."""
 
@@ -113,7 +117,7 @@ class _Invalid(Exception):
 class Catalog:
     """A validated, immutable set of weapons, looked up by id or alias."""
 
-    __slots__ = ("_by_key", "_defaults", "_reach", "_weapons")
+    __slots__ = ("_by_key", "_defaults", "_reach", "_resolved", "_weapons")
 
     def __init__(
         self,
@@ -167,6 +171,8 @@ class Catalog:
         self._by_key = by_key
         self._defaults = defaults
         self._reach = {w.id: _reach(w, ids) for w in rows}
+        # every detection resolves its weapon; a track reports the same pair over and over
+        self._resolved: dict[tuple[str | None, str], Resolved] = {}
 
     def get(self, weapon_id: str) -> Weapon | None:
         """The weapon with this id or alias (case-insensitive), or None."""
@@ -178,6 +184,16 @@ class Catalog:
 
     def resolve(self, weapon_id: str | None, object_class: str) -> Resolved:
         """The row for a detection: the named weapon, else its class default (with a note)."""
+        key = (weapon_id, object_class)
+        known = self._resolved.get(key)
+        if known is not None:
+            return known
+        resolved = self._resolve(weapon_id, object_class)
+        if len(self._resolved) < _RESOLVED_MAX:  # sensors may name any number of weapons
+            self._resolved[key] = resolved
+        return resolved
+
+    def _resolve(self, weapon_id: str | None, object_class: str) -> Resolved:
         notes: list[str] = []
         # A detection must still raise an alert, so a class the catalog lacks is `unknown`
         # rather than an error.
