@@ -13,14 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 __all__ = [
-    "create_key", "eventually", "free_port", "kill", "run_cli", "start_serve", "stop",
+    "create_key", "eventually", "free_port", "kill", "run_cli", "serving", "start_serve", "stop",
     "wait_ready",
 ]
 
@@ -85,6 +85,20 @@ def start_serve(args: list[str], log_path: Path, *, env: Mapping[str, str] | Non
             [sys.executable, "-m", "tocsin", "serve", *args], stdout=out,
             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, log_path: Path, *args: str) -> Iterator[str]:
+    """`tocsin serve --data-dir DATA_DIR ARGS` on a free port, ready; its base URL. Stopped
+    (SIGTERM) when the block ends."""
+    port = free_port()
+    proc = start_serve(["--data-dir", str(data_dir), "--port", str(port), *args], log_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base, lambda: log_path.read_text(errors="replace"))
+        yield base
+    finally:
+        stop(proc)
 
 
 def wait_ready(proc: subprocess.Popen[bytes], base: str, output: Callable[[], str], *,

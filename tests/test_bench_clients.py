@@ -39,24 +39,19 @@ def _times(proc: subprocess.Popen[str]) -> list[float]:
 
 
 def test_sse_clients_time_the_transition_that_names_their_marker(tmp_path: Path) -> None:
-    data, port = tmp_path / "data", servers.free_port()
-    base, out = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
-    serve = servers.start_serve(["--data-dir", str(data), "--port", str(port)], out)
-    try:
-        servers.wait_ready(serve, base, lambda: out.read_text(errors="replace"))
+    data = tmp_path / "data"
+    with servers.serving(data, tmp_path / "serve.log") as base:
         key = servers.create_key("admin", "--data-dir", str(data))
         # far apart: the second starts alerts of its own, whose causes name it
         first = detection(1)
         second = {**detection(2), "position": {"lat": 49.84, "lon": 24.03}}
-        proc = _start("sse", str(port), "7", f'"{second["track"]}"')
+        proc = _start("sse", base.rsplit(":", 1)[1], "7", f'"{second["track"]}"')
         post(base, key, [first])  # transitions that do not name the marker: not timed
         time.sleep(0.5)  # they have reached the clients by now
         posted = time.monotonic()  # the clock the clients time with
         post(base, key, [second])
         times = _times(proc)
         assert len(times) == 7 and min(times) > posted
-    finally:
-        servers.stop(serve)
 
 
 def test_mqtt_clients_subscribe_and_time_the_publish() -> None:

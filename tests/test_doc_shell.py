@@ -95,16 +95,9 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     for tool in ("curl", "openssl", "tocsin"):
         if shutil.which(tool) is None:
             pytest.skip(f"SKIPPED LOUDLY: `{tool}` is not on PATH")
-    port = servers.free_port()
-    log_path = tmp_path / "serve.log"
-    proc = servers.start_serve(["--data-dir", str(tmp_path / "tocsin-data"), "--port",
-                                str(port), "--allow-private-webhooks"], log_path)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        servers.wait_ready(proc, base, log_path.read_text)
+    with servers.serving(tmp_path / "tocsin-data", tmp_path / "serve.log",
+                         "--allow-private-webhooks") as base:
         yield base, tmp_path
-    finally:
-        servers.stop(proc)
 
 
 @pytest.mark.serial

@@ -9,15 +9,17 @@ and the log says so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.helpers import FakeClock, running
+from tests.api.helpers import Api, FakeClock, running
 from tests.test_snapshots import feed, raid, same, state_of
 from tocsin.audit import MerkleTree
 from tocsin.engine.core import Engine
@@ -33,6 +35,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@contextlib.asynccontextmanager
+async def node(tmp_path: Path, clock: FakeClock, events: int = 0) -> AsyncIterator[Api]:
+    """A node on `tmp_path` (ticks out of the way), first fed a raid of `events` events."""
+    async with running(tmp_path, clock, tick_s=3600) as api:
+        if events:
+            await feed(api.service, clock, raid(0, events))
+        yield api
+
+
 def whole_tree(log: Any) -> MerkleTree:
     return MerkleTree.from_leaves(h for _, h in log.leaf_hashes())
 
@@ -41,8 +52,7 @@ async def test_a_restart_starts_the_tree_from_the_snapshot_and_fills_it_in_behin
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = FakeClock()
-    async with running(tmp_path, clock, tick_s=3600) as api:
-        await feed(api.service, clock, raid(0, 25))
+    async with node(tmp_path, clock, 25) as api:
         base = api.service.ledger.durable_seq
     # hold the filler back, to look at the node as it is before the older nodes are in
     release = threading.Event()
@@ -53,7 +63,7 @@ async def test_a_restart_starts_the_tree_from_the_snapshot_and_fills_it_in_behin
         fill(self, tree)
 
     monkeypatch.setattr(MerkleLog, "_fill", held)
-    async with running(tmp_path, clock, tick_s=3600) as api:
+    async with node(tmp_path, clock) as api:
         svc = api.service
         assert svc.ready and svc.snapshots.last_seq == base
         assert svc.merkle.tree.missing == base  # started from the frontier, no leaf rehashed
@@ -86,8 +96,7 @@ async def test_a_frontier_the_signed_head_does_not_confirm_is_not_used(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock()
-    async with running(tmp_path, clock, tick_s=3600) as api:
-        await feed(api.service, clock, raid(0, 10))
+    async with node(tmp_path, clock, 10) as api:
         svc = api.service
         seq = svc.ledger.durable_seq
         models = svc.snapshots.capture(svc.read_models)
@@ -99,7 +108,7 @@ async def test_a_frontier_the_signed_head_does_not_confirm_is_not_used(
         assert await svc.sign_head() is not None
         svc.ready_once = False  # no snapshot at the stop: that one is the newest
     with caplog.at_level(logging.ERROR, logger="tocsin"):
-        async with running(tmp_path, clock, tick_s=3600) as api:
+        async with node(tmp_path, clock) as api:
             svc = api.service
             assert svc.snapshots.last_seq == seq
             assert svc.merkle.tree.missing == 0  # rebuilt from every leaf hash instead
@@ -111,8 +120,7 @@ async def test_a_snapshot_without_a_frontier_rebuilds_the_tree_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock()
-    async with running(tmp_path, clock, tick_s=3600) as api:
-        await feed(api.service, clock, raid(0, 10))
+    async with node(tmp_path, clock, 10) as api:
         svc = api.service
         models = svc.snapshots.capture(svc.read_models)
         layout = svc.snapshots.layout(svc.ledger.new_engine, svc.read_models)
@@ -120,7 +128,7 @@ async def test_a_snapshot_without_a_frontier_rebuilds_the_tree_and_says_so(
                            layout=layout)
         svc.ready_once = False
     with caplog.at_level(logging.WARNING, logger="tocsin"):
-        async with running(tmp_path, clock, tick_s=3600) as api:
+        async with node(tmp_path, clock) as api:
             assert api.service.snapshots.last_seq > 0
             assert api.service.merkle.tree.missing == 0
             assert api.service.merkle.tree.root() == whole_tree(api.service.log).root()
@@ -142,14 +150,13 @@ async def test_a_snapshot_of_another_state_layout_is_ignored_loudly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock()
-    async with running(tmp_path, clock, tick_s=3600) as api:
-        await feed(api.service, clock, raid(0, 12))
+    async with node(tmp_path, clock, 12) as api:
         want = state_of(api.service)
         total = api.service.ledger.durable_seq
     assert list((tmp_path / "snapshots").glob("*.pickle"))
     monkeypatch.setattr("tocsin.service.Engine", _Grown)
     with caplog.at_level(logging.WARNING, logger="tocsin"):
-        async with running(tmp_path, clock, tick_s=3600) as api:
+        async with node(tmp_path, clock) as api:
             svc = api.service
             assert isinstance(svc.ledger.engine, _Grown)
             assert svc.snapshots.last_seq == 0  # replayed from the start instead
@@ -189,8 +196,7 @@ async def test_a_restart_from_a_snapshot_feeds_the_outputs_only_the_tail(
     from tocsin.service import Service
 
     clock = FakeClock()
-    async with running(tmp_path, clock, tick_s=3600) as api:
-        await feed(api.service, clock, raid(0, 12))
+    async with node(tmp_path, clock, 12) as api:
         in_force = dict(api.service.outputs["metrics"].in_force)
         total = api.service.ledger.durable_seq
     assert in_force
@@ -202,7 +208,7 @@ async def test_a_restart_from_a_snapshot_feeds_the_outputs_only_the_tail(
         rebuild(self, first, last)
 
     monkeypatch.setattr(Service, "_rebuild_outputs", spy)
-    async with running(tmp_path, clock, tick_s=3600) as api:
+    async with node(tmp_path, clock) as api:
         assert api.service.snapshots.last_seq == total
         # every output keeps its state in the snapshot or needs none from the log (streams,
         # webhooks): none is fed the log from seq 1 again, only from the last transition the
@@ -218,8 +224,8 @@ async def test_snapshots_are_unpickled_with_the_collector_paused(
     import pickle
 
     clock = FakeClock()
-    async with running(tmp_path, clock, tick_s=3600) as api:
-        await feed(api.service, clock, raid(0, 4))
+    async with node(tmp_path, clock, 4):
+        pass  # a log, and the snapshot taken at the stop
     seen: list[bool] = []
     loads = pickle.loads
 
@@ -228,7 +234,7 @@ async def test_snapshots_are_unpickled_with_the_collector_paused(
         return loads(data)
 
     monkeypatch.setattr("tocsin.snapshots.pickle.loads", spying)
-    async with running(tmp_path, clock, tick_s=3600) as api:
+    async with node(tmp_path, clock) as api:
         assert api.service.snapshots.last_seq > 0
     assert seen and not any(seen)  # millions of containers, none of them garbage
     assert gc.isenabled()

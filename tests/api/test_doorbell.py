@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,3 +110,14 @@ def test_a_full_pipe_and_a_gone_worker_do_not_stop_the_others() -> None:
     finally:
         for fd in (full_r, full_w, gone_w, ok_r, ok_w):
             os.close(fd)
+
+
+@pytest.mark.parametrize("fd, reason", [("987", "not an open file descriptor"),
+                                        ("0", "not a pipe")])
+def test_a_bad_wake_fd_is_refused_by_name(tmp_path: Path, fd: str, reason: str) -> None:
+    with open(os.devnull, "rb") as stdin:  # fd 0: a file, not a pipe
+        run = subprocess.run([sys.executable, "-m", "tocsin", "stream-edge", "--data-dir",
+                              str(tmp_path), "--wake-fd", fd], stdin=stdin,
+                             capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert f"--wake-fd: {fd} is {reason}" in run.stderr

@@ -28,15 +28,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("openapi")
     data = tmp / "data"
     admin = servers.create_key("admin", "--data-dir", str(data), name="generated")
-    port = servers.free_port()
-    log_path = tmp / "serve.log"
-    proc = servers.start_serve(["--data-dir", str(data), "--port", str(port)], log_path)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        servers.wait_ready(proc, base, log_path.read_text)
+    with servers.serving(data, tmp / "serve.log") as base:
         yield base, admin
-    finally:
-        servers.stop(proc)
 
 
 @pytest.fixture(scope="module")

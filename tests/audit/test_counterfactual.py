@@ -57,6 +57,15 @@ def test_sample_spreads_days_evenly() -> None:
     assert sample_days(days, 100) == days
 
 
+# official alerts (oblast, start, end): an evening in Odesa with an overlapping second alert,
+# and two nights in Lviv on days the attack record has nothing for (not compared)
+SIREN_ODESA = ("Odeska oblast", "2023-05-01 18:00:00+00:00", "2023-05-01 20:00:00+00:00")
+SIREN_ODESA_OVERLAPPING = ("Odeska oblast", "2023-05-01 19:00:00+00:00",
+                           "2023-05-01 21:00:00+00:00")
+SIREN_LVIV = ("Lvivska oblast", "2023-05-05 00:00:00+00:00", "2023-05-05 01:00:00+00:00")
+SIREN_LVIV_EARLIER = ("Lvivska oblast", "2023-04-01 00:00:00+00:00", "2023-04-01 01:00:00+00:00")
+
+
 def _official(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     text = "oblast,raion,hromada,level,started_at,finished_at,source\r\n" + "".join(
         f"{o},,,oblast,{a},{b},official\r\n" for o, a, b in rows)
@@ -88,12 +97,8 @@ def _attacks(path: Path) -> Path:
 def test_cli_compares_generated_days_with_the_official_alerts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    history = _official(tmp_path / "official.csv.gz", [
-        ("Odeska oblast", "2023-05-01 18:00:00+00:00", "2023-05-01 20:00:00+00:00"),
-        ("Odeska oblast", "2023-05-01 19:00:00+00:00", "2023-05-01 21:00:00+00:00"),
-        ("Lvivska oblast", "2023-05-05 00:00:00+00:00", "2023-05-05 01:00:00+00:00"),
-        ("Lvivska oblast", "2023-04-01 00:00:00+00:00", "2023-04-01 01:00:00+00:00"),
-    ])
+    history = _official(tmp_path / "official.csv.gz", [SIREN_ODESA, SIREN_ODESA_OVERLAPPING,
+                                                           SIREN_LVIV, SIREN_LVIV_EARLIER])
     attacks = _attacks(tmp_path / "attacks.csv")
     out = tmp_path / "out"
     assert main(["audit", "counterfactual", "--attacks", str(attacks), "--history",
@@ -176,11 +181,7 @@ def _comparable(out: Path) -> tuple[dict[str, object], list[dict[str, str]]]:
 def test_the_figures_are_the_same_whatever_the_number_of_jobs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    history = _official(tmp_path / "official.csv.gz", [
-        ("Odeska oblast", "2023-05-01 18:00:00+00:00", "2023-05-01 20:00:00+00:00"),
-        ("Lvivska oblast", "2023-05-05 00:00:00+00:00", "2023-05-05 01:00:00+00:00"),
-        ("Lvivska oblast", "2023-04-01 00:00:00+00:00", "2023-04-01 01:00:00+00:00"),
-    ])
+    history = _official(tmp_path / "official.csv.gz", [SIREN_ODESA, SIREN_LVIV, SIREN_LVIV_EARLIER])
     attacks = _attacks(tmp_path / "attacks.csv")
     runs = {}
     for jobs in (1, 2):
@@ -249,11 +250,7 @@ def test_a_long_run_is_drawn_per_month() -> None:
 def test_an_interrupted_run_resumes_with_the_days_it_had(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    history = _official(tmp_path / "official.csv.gz", [
-        ("Odeska oblast", "2023-05-01 18:00:00+00:00", "2023-05-01 20:00:00+00:00"),
-        ("Lvivska oblast", "2023-05-05 00:00:00+00:00", "2023-05-05 01:00:00+00:00"),
-        ("Lvivska oblast", "2023-04-01 00:00:00+00:00", "2023-04-01 01:00:00+00:00"),
-    ])
+    history = _official(tmp_path / "official.csv.gz", [SIREN_ODESA, SIREN_LVIV, SIREN_LVIV_EARLIER])
     base = ["audit", "counterfactual", "--attacks", str(_attacks(tmp_path / "attacks.csv")),
             "--history", str(history), "--report-s", "120", "--jobs", "1"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"

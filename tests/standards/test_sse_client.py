@@ -12,7 +12,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,15 +30,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("sse-client")
     data = tmp / "data"
     operator = servers.create_key("operator", "--data-dir", str(data), name="sse-client")
-    port = servers.free_port()
-    log_path: Path = tmp / "serve.log"
-    proc = servers.start_serve(["--data-dir", str(data), "--port", str(port)], log_path)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        servers.wait_ready(proc, base, log_path.read_text)
+    with servers.serving(data, tmp / "serve.log") as base:
         yield base, operator
-    finally:
-        servers.stop(proc)
 
 
 def _alert(base: str, key: str, action: str) -> None:

@@ -31,16 +31,8 @@ def exercise_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real `tocsin serve --mode exercise` (public reads) and an operator key."""
     data = tmp_path / "data"
     operator = servers.create_key("operator", "--data-dir", str(data), "--source", "console")
-    port = servers.free_port()
-    log_path = tmp_path / "serve.log"
-    proc = servers.start_serve(["--data-dir", str(data), "--port", str(port), "--mode",
-                                "exercise"], log_path)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        servers.wait_ready(proc, base, log_path.read_text)
+    with servers.serving(data, tmp_path / "serve.log", "--mode", "exercise") as base:
         yield base, operator
-    finally:
-        servers.stop(proc)
 
 
 @pytest.mark.serial

@@ -6,12 +6,13 @@ import argparse
 import contextlib
 import os
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tocsin.cli.common import EXIT_OK
+from tocsin.cli.common import EXIT_INPUT, EXIT_OK, err
 from tocsin.config import Settings
 
 __all__ = ["cmd_stream_edge", "listening_socket", "stream_workers"]
@@ -49,6 +50,14 @@ def cmd_stream_edge(args: argparse.Namespace) -> int:
     from tocsin.cli.runner import Server, tune_gc
     from tocsin.config import settings_from_env
 
+    if args.wake_fd is not None:
+        try:
+            if not stat.S_ISFIFO(os.fstat(args.wake_fd).st_mode):
+                err(f"--wake-fd: {args.wake_fd} is not a pipe")
+                return EXIT_INPUT
+        except OSError as exc:
+            err(f"--wake-fd: {args.wake_fd} is not an open file descriptor ({exc.strerror})")
+            return EXIT_INPUT
     settings = settings_from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, store=args.store,
         private=args.private or None,
