@@ -210,3 +210,18 @@ def test_found_by_fuzzing_now_load(geometry: dict[str, Any]) -> None:
     regions = RegionSet.from_geojson({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"id": "a"}, "geometry": geometry}]})
     exercise(regions)
+
+
+def test_a_ring_collapsed_to_a_point_beside_a_sliver_loads_or_is_refused_by_name() -> None:
+    # found by the fuzzer: GEOS's default repair gives up on it ("mixed dimension")
+    doc = {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"id": "a"},
+        "geometry": {"type": "Polygon", "coordinates": [
+            [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0]],
+            [[0, 1], [1e-9, 1], [1e-9, 1], [0, 1], [0, 1]]]}}]}
+    try:
+        regions = RegionSet.from_geojson(json.dumps(doc), name="fuzz")
+    except RegionSetError as exc:
+        assert "feature" in str(exc) or "'a'" in str(exc)
+        return
+    exercise(regions)

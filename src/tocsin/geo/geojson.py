@@ -147,8 +147,14 @@ def _without_empty_parts(geometry: BaseGeometry) -> BaseGeometry:
 
 
 def _repair(geometry: BaseGeometry) -> BaseGeometry:
-    """Make an invalid geometry valid, keeping a polygon a polygon."""
-    fixed = shapely.make_valid(geometry)
+    """Make an invalid geometry valid, keeping a polygon a polygon (GEOSException if GEOS
+    cannot repair it at all)."""
+    try:
+        fixed = shapely.make_valid(geometry)
+    except shapely.errors.GEOSException:
+        # the linework method gives up on rings collapsed to points beside real ones ("mixed
+        # dimension"); the structure method drops what collapsed instead
+        fixed = shapely.make_valid(geometry, method="structure", keep_collapsed=False)
     if geometry.geom_type not in _POLYGONAL or fixed.geom_type in _POLYGONAL:
         return fixed
     # Collapsed spikes come back as lines next to the polygon: an area region keeps only areas.
@@ -221,7 +227,11 @@ def regions_from_geojson(
     geoms[:] = geometries
     # Validity is checked for the whole array in one call; only the broken ones are repaired.
     for index in np.flatnonzero(~shapely.is_valid(geoms)).tolist():
-        geometries[index] = _repair(geometries[index])
+        try:
+            geometries[index] = _repair(geometries[index])
+        except shapely.errors.GEOSException as exc:
+            where = f"{source}: {_feature_label(index, rows[index][0])}"
+            raise RegionSetError(f"{where}: bad geometry: it cannot be repaired ({exc})") from exc
     # RFC 7946 wants exterior rings counter-clockwise; orienting once here means every output
     # that serialises a region (API, map, exports) is right whatever the file's winding.
     geoms[:] = geometries
