@@ -14,6 +14,9 @@ changes on purpose, regenerate them by hand, read the diff, and commit it with t
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,20 @@ def test_golden(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     # a second run in the same process, with everything cached and warm, must not differ either
     second = _simulate(name, tmp_path / "second.jsonl", capsys)
     assert second == first
+
+
+@pytest.mark.parametrize("name", ["ballistic-launch", "night-wave"])
+def test_golden_without_the_compiled_kernel(name: str, tmp_path: Path) -> None:
+    # `TOCSIN_PURE=1` is an installation built without a C compiler (tocsin.geo.kernel): the
+    # transitions must be the same bytes
+    events = GOLDEN / f"{name}.events.jsonl"
+    source = [str(events)] if events.is_file() else ["--scenario", name]
+    out = tmp_path / "pure.jsonl"
+    env = {**os.environ, "TOCSIN_PURE": "1"}
+    code = ("import sys, tocsin.geo.kernel as k; assert k.leafcore is None;"
+            "from tocsin.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "simulate", *source, "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got, want = out.read_bytes(), _expected(name)
+    assert got == want, _first_difference(got, want)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tocsin.geo
 from tocsin.geo import coverage, footprint, geojson, index, model, planar, regions
 
-SUBMODULES = {"coverage", "footprint", "geojson", "index", "model", "planar", "regions",
+SUBMODULES = {"coverage", "footprint", "geojson", "index", "kernel", "model", "planar", "regions",
               "segments"}
 
 

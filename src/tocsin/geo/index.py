@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
 
 from tocsin.geo.footprint import outline
+from tocsin.geo.kernel import leafcore
 from tocsin.geo.model import Footprint
 from tocsin.geo.planar import GEOD, SIMPSON_MAX_M, PlanarFrame
 from tocsin.geo.segments import MIN_LEAVES, Segments
@@ -81,6 +82,7 @@ class LeafIndex:
 
     __slots__ = (
         "_any_large",
+        "_core",
         "_end",
         "_extent",
         "_half",
@@ -148,6 +150,16 @@ class LeafIndex:
         self._segments: Segments | None = None
         with contextlib.suppress(ValueError):
             self._segments = Segments(self._planar)
+        # The compiled kernel (see `tocsin.geo.kernel`) answers steps 2-5 in one pass each, with
+        # the same answers; None where it is not built, or a leaf has no boundary to walk.
+        self._core = None
+        if leafcore is not None and self._segments is not None:
+            self._core = leafcore.LeafTable(
+                np.ascontiguousarray(box, dtype=np.float64),
+                np.ascontiguousarray(self._extent, dtype=np.float64),
+                np.ascontiguousarray(_DIRECTIONS, dtype=np.float64),
+                self._rx, self._ry, *self._segments.ends(), _SLACK_M,
+            )
 
     def _hull(self, coords: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Lon/lat vertices of the planar convex hull of all leaves."""
@@ -190,11 +202,14 @@ class LeafIndex:
             x, y = self.frame.forward(np.array([fp.lon]), np.array([fp.lat]))
             found = np.arange(len(self._ids), dtype=np.intp)
             return found, self._distances(fp, np.array([x[0], y[0]]), found)
-        polygon, xy, exact = self._planar_footprint(fp)
-        found = self._intersecting(polygon, xy, exact)
+        if self._core is not None and 0.0 < fp.length_m <= REACH_CHECK_M:
+            found, origin = self._covered(fp)
+        else:
+            polygon, xy, exact = self._planar_footprint(fp)
+            found, origin = self._intersecting(polygon, xy, exact), xy[0]
         if not found.size:
             return found, np.empty(0)
-        return found, self._distances(fp, xy[0], found)
+        return found, self._distances(fp, origin, found)
 
     @property
     def ids(self) -> list[str]:
@@ -229,6 +244,25 @@ class LeafIndex:
             return shapely.make_valid(polygon), xy, True
         return polygon, xy, False
 
+    def _covered(self, fp: Footprint) -> tuple[IndexArray, FloatArray]:
+        """`_intersecting` by the kernel (same footprint, same answer), and the planar origin."""
+        lon, lat, cone = outline(fp, fp.length_m)
+        x, y = self.frame.forward(lon, lat)
+        found = self._cover_ring(x, y) if cone else self._cover_ring(x[1:], y[1:])
+        return found, np.array([x[0], y[0]])
+
+    def _cover_ring(self, x: FloatArray, y: FloatArray) -> IndexArray:
+        """Sorted indices of the leaves that meet the planar polygon with this ring (kernel)."""
+        assert self._core is not None
+        hits, unsure = self._core.cover(x, y)
+        found: IndexArray = np.frombuffer(hits, dtype=np.intp)
+        if unsure:
+            # touching or nearly collinear edges: GEOS's robust predicate settles them
+            maybe = np.frombuffer(unsure, dtype=np.intp)
+            polygon = shapely.polygons(np.column_stack((x, y)))
+            found = np.union1d(found, maybe[shapely.intersects(polygon, self._planar[maybe])])
+        return found
+
     def _intersecting(self, polygon: BaseGeometry, xy: FloatArray, exact: bool) -> IndexArray:
         """Sorted indices of the leaves that intersect the planar footprint."""
         if exact:
@@ -259,35 +293,39 @@ class LeafIndex:
 
     def _distances(self, fp: Footprint, origin: FloatArray, found: IndexArray) -> FloatArray:
         """Geodesic metres from the footprint origin to the nearest point of each found leaf."""
-        leaves = self._planar[found]
-        point = shapely.points(origin)
         if self.frame.conic:
             # An origin inside a leaf gives exactly 0, which the scale factor keeps.
-            planar: FloatArray
-            if found.size >= MIN_LEAVES and self._segments is not None:
-                inside = self._tree.query(point, predicate="intersects")
-                planar = self._segments.distances(float(origin[0]), float(origin[1]),
-                                                  inside)[found]
-            else:
-                planar = shapely.distance(leaves, point)
+            planar = self._planar_distances(origin, found)
             if not planar.size or planar.max() <= SIMPSON_MAX_M:
                 factor = self.frame.scale_factors(origin, self._half[found], self._end[found])
                 dist = planar * factor
                 if self._any_large:
-                    large = self._large[found]
-                    dist[large] = self._exact(fp, origin, leaves[large], point)
+                    large = found[self._large[found]]
+                    dist[self._large[found]] = self._exact(fp, origin, large)
                 return dist
-        return self._exact(fp, origin, leaves, point)
+        return self._exact(fp, origin, found)
 
-    def _exact(
-        self,
-        fp: Footprint,
-        origin: FloatArray,
-        leaves: NDArray[np.object_],
-        point: BaseGeometry,
-    ) -> FloatArray:
-        """Distances through each leaf's exact nearest point."""
-        near = shapely.get_coordinates(shapely.shortest_line(leaves, point))[0::2]
+    def _planar_distances(self, origin: FloatArray, found: IndexArray) -> FloatArray:
+        """GEOS's planar distance from the origin to each found leaf, 0 inside."""
+        x, y = float(origin[0]), float(origin[1])
+        if self._core is not None:
+            measured, unsure = self._core.distances(x, y, np.ascontiguousarray(found, np.intp))
+            planar: FloatArray = np.frombuffer(measured, dtype=np.float64)
+            if unsure:  # on or too near a boundary for the kernel to say: GEOS does
+                near = np.flatnonzero(np.isnan(planar))
+                planar[near] = shapely.distance(self._planar[found[near]], shapely.points(x, y))
+            return planar
+        point = shapely.points(origin)
+        if found.size >= MIN_LEAVES and self._segments is not None:
+            inside = self._tree.query(point, predicate="intersects")
+            return self._segments.distances(x, y, inside)[found]
+        distance: FloatArray = shapely.distance(self._planar[found], point)
+        return distance
+
+    def _exact(self, fp: Footprint, origin: FloatArray, found: IndexArray) -> FloatArray:
+        """Distances through each found leaf's exact nearest point."""
+        line = shapely.shortest_line(self._planar[found], shapely.points(origin))
+        near = shapely.get_coordinates(line)[0::2]
         return self.frame.distances(fp.lon, fp.lat, origin, near)
 
     def _reach(self, fp: Footprint) -> float:

@@ -67,6 +67,12 @@ class Segments:
             raise ValueError("every polygon needs at least one segment")
         self._counts: IndexArray = np.diff(np.append(self._starts, self._owner.size))
 
+    def ends(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IndexArray]:
+        """Every segment's two ends (x, y of each), grouped by polygon, and each polygon's first
+        segment followed by the total (what `tocsin.geo.kernel` walks)."""
+        offsets: IndexArray = np.append(self._starts, self._owner.size).astype(np.intp)
+        return self._ax, self._ay, self._bx, self._by, offsets
+
     def distances(self, x: float, y: float, inside: IndexArray) -> FloatArray:
         """Distance from (x, y) to every polygon, 0 for the `inside` ones; GEOS's floats."""
         mx, my = np.float32(x) - self._mx, np.float32(y) - self._my
