@@ -50,7 +50,13 @@ typedef struct {
     double *rx, *ry;   /* n: a point inside each leaf */
     double *ax, *ay, *bx, *by; /* nseg: segment ends, grouped by leaf */
     int64_t *start;    /* n + 1: each leaf's first segment */
+    /* Runs of up to CHUNK consecutive segments of one leaf, with the box around each run, so
+       that a distance can pass over most of a leaf's boundary a run at a time. */
+    double *cbox;      /* chunks x 4 */
+    int64_t *cstart;   /* n + 1: each leaf's first chunk */
 } LeafTable;
+
+#define CHUNK 8
 
 /* The sign of orient2d(a, b, q): +1 if q is left of a->b, -1 right, 0 if it cannot tell. */
 static inline int orient(double ax, double ay, double bx, double by, double qx, double qy)
@@ -221,13 +227,19 @@ static inline double point_to_segment(double x, double y, double ax, double ay, 
     return fabs(s) * sqrt(len2);
 }
 
-/* Squared distance from (x, y) to the bounding box of segment j: a lower bound. */
+/* Squared distance from (x, y) to a box (min x, min y, max x, max y): a lower bound. */
+static inline double gap2(double x0, double y0, double x1, double y1, double x, double y)
+{
+    double dx = MAX(MAX(x0 - x, x - x1), 0.0);
+    double dy = MAX(MAX(y0 - y, y - y1), 0.0);
+    return dx * dx + dy * dy;
+}
+
+/* ... to the box of segment j. */
 static inline double box_gap2(const LeafTable *t, int64_t j, double x, double y)
 {
     double ax = t->ax[j], ay = t->ay[j], bx = t->bx[j], by = t->by[j];
-    double dx = MAX(MAX(MIN(ax, bx) - x, x - MAX(ax, bx)), 0.0);
-    double dy = MAX(MAX(MIN(ay, by) - y, y - MAX(ay, by)), 0.0);
-    return dx * dx + dy * dy;
+    return gap2(MIN(ax, bx), MIN(ay, by), MAX(ax, bx), MAX(ay, by), x, y);
 }
 
 /* A segment whose box is farther than this from the point cannot hold a GEOS distance under
@@ -240,30 +252,41 @@ static inline double prune_limit(double best)
     return far * far;
 }
 
-/* GEOS's distance from an outside point to the segments [lo, hi): their minimum. The segment
-   with the nearest box goes first, then only those whose box could still hold a nearer point:
-   the minimum, its float included, is the one measuring every segment would give. */
-static double leaf_distance(const LeafTable *t, int64_t lo, int64_t hi, double x, double y)
+/* GEOS's distance from an outside point to leaf i's segments: their minimum. The run of
+   segments with the nearest box goes first, then only the runs, and in them the segments,
+   whose box could still hold a nearer point: the minimum, its float included, is the one
+   measuring every segment would give. */
+static double leaf_distance(const LeafTable *t, Py_ssize_t i, double x, double y)
 {
-    int64_t first = lo;
+    int64_t c0 = t->cstart[i], c1 = t->cstart[i + 1], first = c0;
     double gap = INFINITY;
-    for (int64_t j = lo; j < hi; j++) {
-        double g = box_gap2(t, j, x, y);
+    for (int64_t c = c0; c < c1; c++) {
+        const double *b = t->cbox + 4 * c;
+        double g = gap2(b[0], b[1], b[2], b[3], x, y);
         if (g < gap) {
             gap = g;
-            first = j;
+            first = c;
         }
     }
-    double best = point_to_segment(x, y, t->ax[first], t->ay[first], t->bx[first],
-                                   t->by[first]);
-    double limit = prune_limit(best);
-    for (int64_t j = lo; j < hi; j++) {
-        if (j == first || box_gap2(t, j, x, y) > limit)
+    int64_t end = t->start[i + 1];
+    double best = INFINITY, limit = INFINITY;
+    for (int64_t k = 0; k <= c1 - c0; k++) {
+        /* the nearest run first, then the others in order */
+        int64_t c = (k == 0) ? first : c0 + k - 1;
+        if (k > 0 && c == first)
             continue;
-        double d = point_to_segment(x, y, t->ax[j], t->ay[j], t->bx[j], t->by[j]);
-        if (d < best) {
-            best = d;
-            limit = prune_limit(best);
+        const double *b = t->cbox + 4 * c;
+        if (k > 0 && gap2(b[0], b[1], b[2], b[3], x, y) > limit)
+            continue;
+        int64_t lo = t->start[i] + (c - c0) * CHUNK, hi = MIN(lo + CHUNK, end);
+        for (int64_t j = lo; j < hi; j++) {
+            if (box_gap2(t, j, x, y) > limit)
+                continue;
+            double d = point_to_segment(x, y, t->ax[j], t->ay[j], t->bx[j], t->by[j]);
+            if (d < best) {
+                best = d;
+                limit = prune_limit(best);
+            }
         }
     }
     return best;
@@ -305,7 +328,7 @@ static int take(PyObject *obj, const char *name, const char *kinds, Py_ssize_t c
 static void LeafTable_dealloc(LeafTable *self)
 {
     void *arrays[] = {self->box, self->ext, self->dir, self->rx, self->ry, self->ax,
-                      self->ay, self->bx, self->by, self->start};
+                      self->ay, self->bx, self->by, self->start, self->cbox, self->cstart};
     for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
         PyMem_Free(arrays[k]);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -317,6 +340,10 @@ static int LeafTable_init(LeafTable *self, PyObject *args, PyObject *kwds)
                             "start", "slack", NULL};
     PyObject *box, *ext, *dir, *rx, *ry, *ax, *ay, *bx, *by, *start;
     double slack;
+    if (self->start != NULL) {
+        PyErr_SetString(PyExc_TypeError, "LeafTable is already initialised");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOd", names, &box, &ext, &dir, &rx,
                                      &ry, &ax, &ay, &bx, &by, &start, &slack))
         return -1;
@@ -355,6 +382,32 @@ static int LeafTable_init(LeafTable *self, PyObject *args, PyObject *kwds)
             return -1;
         }
     }
+    Py_ssize_t chunks = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        chunks += (Py_ssize_t)((self->start[i + 1] - self->start[i] + CHUNK - 1) / CHUNK);
+    self->cbox = PyMem_Malloc(sizeof(double) * 4 * (size_t)(chunks ? chunks : 1));
+    self->cstart = PyMem_Malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (self->cbox == NULL || self->cstart == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int64_t c = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        self->cstart[i] = c;
+        for (int64_t lo = self->start[i]; lo < self->start[i + 1]; lo += CHUNK, c++) {
+            int64_t hi = MIN(lo + CHUNK, self->start[i + 1]);
+            double *b = self->cbox + 4 * c;
+            b[0] = b[2] = self->ax[lo];
+            b[1] = b[3] = self->ay[lo];
+            for (int64_t j = lo; j < hi; j++) {
+                b[0] = MIN(b[0], MIN(self->ax[j], self->bx[j]));
+                b[1] = MIN(b[1], MIN(self->ay[j], self->by[j]));
+                b[2] = MAX(b[2], MAX(self->ax[j], self->bx[j]));
+                b[3] = MAX(b[3], MAX(self->ay[j], self->by[j]));
+            }
+        }
+    }
+    self->cstart[n] = c;
     return 0;
 }
 
@@ -482,14 +535,17 @@ static PyObject *LeafTable_distances(LeafTable *self, PyObject *const *args, Py_
     for (Py_ssize_t q = 0; q < k; q++) {
         Py_ssize_t i = leaves[q];
         int64_t lo = self->start[i], hi = self->start[i + 1];
-        int where = locate_segments(self, lo, hi, x, y);
+        const double *b = self->box + 4 * i;
+        /* strictly outside its box is certainly outside the leaf */
+        int where = (x < b[0] || x > b[2] || y < b[1] || y > b[3])
+                        ? OUTSIDE : locate_segments(self, lo, hi, x, y);
         if (where == INSIDE) {
             out[q] = 0.0;
         } else if (where == UNSURE || lo == hi) {
             out[q] = NAN;
             unsure++;
         } else {
-            out[q] = leaf_distance(self, lo, hi, x, y);
+            out[q] = leaf_distance(self, i, x, y);
         }
     }
     Py_END_ALLOW_THREADS
