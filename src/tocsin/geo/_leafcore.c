@@ -108,9 +108,23 @@ static int locate_segments(const LeafTable *t, int64_t lo, int64_t hi, double qx
     return inside ? INSIDE : OUTSIDE;
 }
 
-/* Point in the footprint ring (px, py, m vertices, closed implicitly). */
-static int locate_ring(const double *px, const double *py, Py_ssize_t m, double qx, double qy)
+/* The footprint ring (m vertices, closed implicitly) and what is known of its shape. */
+typedef struct {
+    const double *px, *py;
+    Py_ssize_t m;
+    int turn;       /* +1 or -1 when certainly convex, turning that way; else 0 */
+    double cx, cy;  /* when convex: a point certainly inside ... */
+    double inner2;  /* ... and the squared radius of a disc round it certainly inside (or 0) */
+} Ring;
+
+/* Point in the footprint ring: INSIDE, OUTSIDE or UNSURE. */
+static int locate_ring(const Ring *ring, double qx, double qy)
 {
+    const double *px = ring->px, *py = ring->py;
+    Py_ssize_t m = ring->m;
+    double dx = qx - ring->cx, dy = qy - ring->cy;
+    if (dx * dx + dy * dy < ring->inner2)
+        return INSIDE;
     int inside = 0;
     for (Py_ssize_t k = 0; k < m; k++) {
         Py_ssize_t k1 = (k + 1 == m) ? 0 : k + 1;
@@ -160,11 +174,49 @@ static int convex_turn(const double *px, const double *py, Py_ssize_t m)
     return turn;
 }
 
+/* Fill in a ring's shape: whether it is convex and, if so, a disc certainly inside it. The
+   disc is centred on the mean of the vertices if that is certainly inside, with the least
+   distance from there to an edge's line as its radius, shrunk by margins far wider than the
+   few ulps by which that distance may err: every point of it lies in every edge's inner
+   half-plane, so in the ring. */
+static void ring_shape(Ring *ring)
+{
+    const double *px = ring->px, *py = ring->py;
+    Py_ssize_t m = ring->m;
+    ring->turn = convex_turn(px, py, m);
+    ring->cx = ring->cy = 0.0;
+    ring->inner2 = 0.0;
+    if (ring->turn == 0)
+        return;
+    double cx = 0.0, cy = 0.0;
+    for (Py_ssize_t k = 0; k < m; k++) {
+        cx += px[k];
+        cy += py[k];
+    }
+    cx /= (double)m;
+    cy /= (double)m;
+    double least = INFINITY;
+    for (Py_ssize_t k = 0; k < m; k++) {
+        Py_ssize_t k1 = (k + 1 == m) ? 0 : k + 1;
+        if (orient(px[k], py[k], px[k1], py[k1], cx, cy) != ring->turn)
+            return;
+        double ex = px[k1] - px[k], ey = py[k1] - py[k];
+        double cross = (px[k] - cx) * (py[k1] - cy) - (py[k] - cy) * (px[k1] - cx);
+        least = MIN(least, fabs(cross) / sqrt(ex * ex + ey * ey));
+    }
+    double safe = least * (1.0 - 1e-9) - 1e-6;
+    ring->cx = cx;
+    ring->cy = cy;
+    ring->inner2 = safe > 0.0 ? safe * safe * (1.0 - 1e-9) : 0.0;
+}
+
 /* Is every vertex of leaf i certainly beyond one edge line of the convex ring (which turns
    `turn`)? The leaf lies in the hull of its vertices, so the line then separates the two. */
-static int separated(const LeafTable *t, int64_t lo, int64_t hi, const double *px,
-                     const double *py, Py_ssize_t m, int turn)
+static int separated(const LeafTable *t, int64_t lo, int64_t hi, const Ring *ring)
 {
+    const double *px = ring->px, *py = ring->py;
+    Py_ssize_t m = ring->m;
+    int turn = ring->turn;
     for (Py_ssize_t k = 0; k < m; k++) {
         Py_ssize_t k1 = (k + 1 == m) ? 0 : k + 1;
         int64_t j = lo;
@@ -176,18 +228,19 @@ static int separated(const LeafTable *t, int64_t lo, int64_t hi, const double *p
     return 0;
 }
 
-/* Does leaf i meet the footprint ring (convex, turning `turn`, or 0 if not known to be)? */
-static int leaf_meets(const LeafTable *t, Py_ssize_t i, const double *px, const double *py,
-                      Py_ssize_t m, int turn)
+/* Does leaf i meet the footprint ring? */
+static int leaf_meets(const LeafTable *t, Py_ssize_t i, const Ring *ring)
 {
-    if (locate_ring(px, py, m, t->rx[i], t->ry[i]) == INSIDE)
+    const double *px = ring->px, *py = ring->py;
+    Py_ssize_t m = ring->m;
+    if (locate_ring(ring, t->rx[i], t->ry[i]) == INSIDE)
         return INSIDE;
     int64_t lo = t->start[i], hi = t->start[i + 1];
-    if (turn != 0 && hi > lo && separated(t, lo, hi, px, py, m, turn))
+    if (ring->turn != 0 && hi > lo && separated(t, lo, hi, ring))
         return OUTSIDE;
     int unsure = 0;
     for (int64_t j = lo; j < hi; j++) {
-        int r = locate_ring(px, py, m, t->ax[j], t->ay[j]);
+        int r = locate_ring(ring, t->ax[j], t->ay[j]);
         if (r == INSIDE)
             return INSIDE;
         unsure |= (r == UNSURE);
@@ -468,7 +521,8 @@ static PyObject *LeafTable_cover(LeafTable *self, PyObject *const *args, Py_ssiz
     }
     for (int d = 0; d < NDIR; d++)
         reach[d] += self->slack;
-    int turn = convex_turn(px, py, m);
+    Ring ring = {px, py, m, 0, 0.0, 0.0, 0.0};
+    ring_shape(&ring);
     for (Py_ssize_t i = 0; i < n; i++) {
         const double *b = self->box + 4 * i;
         if (b[0] > maxx || b[2] < minx || b[1] > maxy || b[3] < miny)
@@ -479,7 +533,7 @@ static PyObject *LeafTable_cover(LeafTable *self, PyObject *const *args, Py_ssiz
             out |= e[d] > reach[d];
         if (out)
             continue;
-        int r = leaf_meets(self, i, px, py, m, turn);
+        int r = leaf_meets(self, i, &ring);
         if (r == INSIDE)
             hit[nh++] = i;
         else if (r == UNSURE)
