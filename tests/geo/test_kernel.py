@@ -198,3 +198,26 @@ def test_bad_arrays_are_refused_by_name() -> None:
         core.distances(0.0, 0.0, np.array([len(PLANAR)], dtype=np.intp))
     with pytest.raises(ValueError, match="intp"):
         core.distances(0.0, 0.0, np.array([0.0]))
+
+
+# --- the scale correction, written out ------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e9, 1e14, allow_nan=False), min_size=1, max_size=50))
+def test_the_scale_table_reads_as_numpys_interp(squared: list[float]) -> None:
+    frame = INDEX.frame
+    table = frame._rho2  # noqa: SLF001
+    assert table is not None
+    x = np.array(squared + table[:: 97].tolist(), dtype=np.float64)  # rows hit exactly too
+    want = np.interp(x, table, frame._inv_k)  # noqa: SLF001
+    assert np.array_equal(frame.inv_k(x), want)
+    assert [frame.inv_k_at(float(v)) for v in x] == want.tolist()
+
+
+def test_squares_are_not_left_to_a_blas() -> None:
+    # `r @ r` may fuse its two products into one multiply-add on some CPUs and not on others
+    from tocsin.geo.planar import squares
+
+    xy = np.random.default_rng(5).normal(size=(10_000, 2)) * 1e6
+    assert np.array_equal(squares(xy), xy[:, 0] * xy[:, 0] + xy[:, 1] * xy[:, 1])

@@ -54,6 +54,14 @@ typedef struct {
        that a distance can pass over most of a leaf's boundary a run at a time. */
     double *cbox;      /* chunks x 4 */
     int64_t *cstart;   /* n + 1: each leaf's first chunk */
+    /* The conic frame's scale correction (tocsin.geo.planar), if given: the table of 1/k
+       against the squared distance from the cone's apex, its slopes, and per leaf half its
+       centre's offset from the apex and 1/(6k) there. */
+    Py_ssize_t nk;
+    double apex_x, apex_y;
+    double *rho2, *invk, *slope; /* nk, nk, nk - 1 */
+    double *half;                /* n x 2 */
+    double *end;                 /* n */
 } LeafTable;
 
 #define CHUNK 8
@@ -345,6 +353,30 @@ static double leaf_distance(const LeafTable *t, Py_ssize_t i, double x, double y
     return best;
 }
 
+/* 1/k at a squared distance from the apex: `PlanarFrame.inv_k`, step for step (np.interp's
+   rule: the largest row at or below, its slope, exact rows and both ends as they are). */
+static double inv_k(const LeafTable *t, double squared)
+{
+    Py_ssize_t lo = 0, hi = t->nk;
+    while (lo < hi) { /* bisect_right */
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (squared < t->rho2[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    Py_ssize_t j = lo - 1;
+    if (j < 0)
+        return t->invk[0];
+    if (j >= t->nk - 1)
+        return t->invk[t->nk - 1];
+    if (squared == t->rho2[j])
+        return t->invk[j];
+    double result = t->slope[j] * (squared - t->rho2[j]);
+    result += t->invk[j];
+    return result;
+}
+
 /* --- the Python type ------------------------------------------------------------------------ */
 
 static int is_kind(const Py_buffer *view, const char *kinds)
@@ -381,7 +413,8 @@ static int take(PyObject *obj, const char *name, const char *kinds, Py_ssize_t c
 static void LeafTable_dealloc(LeafTable *self)
 {
     void *arrays[] = {self->box, self->ext, self->dir, self->rx, self->ry, self->ax,
-                      self->ay, self->bx, self->by, self->start, self->cbox, self->cstart};
+                      self->ay, self->bx, self->by, self->start, self->cbox, self->cstart,
+                      self->rho2, self->invk, self->slope, self->half, self->end};
     for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
         PyMem_Free(arrays[k]);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -390,15 +423,15 @@ static void LeafTable_dealloc(LeafTable *self)
 static int LeafTable_init(LeafTable *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"box", "extent", "directions", "rx", "ry", "ax", "ay", "bx", "by",
-                            "start", "slack", NULL};
-    PyObject *box, *ext, *dir, *rx, *ry, *ax, *ay, *bx, *by, *start;
+                            "start", "slack", "scale", NULL};
+    PyObject *box, *ext, *dir, *rx, *ry, *ax, *ay, *bx, *by, *start, *scale = Py_None;
     double slack;
     if (self->start != NULL) {
         PyErr_SetString(PyExc_TypeError, "LeafTable is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOd", names, &box, &ext, &dir, &rx,
-                                     &ry, &ax, &ay, &bx, &by, &start, &slack))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOd|O", names, &box, &ext, &dir, &rx,
+                                     &ry, &ax, &ay, &bx, &by, &start, &slack, &scale))
         return -1;
     Py_buffer view;
     if (PyObject_GetBuffer(start, &view, PyBUF_C_CONTIGUOUS) < 0)
@@ -461,6 +494,28 @@ static int LeafTable_init(LeafTable *self, PyObject *args, PyObject *kwds)
         }
     }
     self->cstart[n] = c;
+    if (scale == Py_None)
+        return 0;
+    PyObject *rho2, *invk, *slope, *half, *end;
+    if (!PyArg_ParseTuple(scale, "ddOOOOO;scale: (apex x, apex y, rho2, inv_k, slope, half, end)",
+                          &self->apex_x, &self->apex_y, &rho2, &invk, &slope, &half, &end))
+        return -1;
+    Py_buffer table;
+    if (PyObject_GetBuffer(rho2, &table, PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    Py_ssize_t nk = table.len / 8;
+    PyBuffer_Release(&table);
+    if (nk < 2) {
+        PyErr_SetString(PyExc_ValueError, "rho2: the scale table needs two rows or more");
+        return -1;
+    }
+    if (take(rho2, "rho2", "d", nk, (void **)&self->rho2) < 0 ||
+        take(invk, "inv_k", "d", nk, (void **)&self->invk) < 0 ||
+        take(slope, "slope", "d", nk - 1, (void **)&self->slope) < 0 ||
+        take(half, "half", "d", n * 2, (void **)&self->half) < 0 ||
+        take(end, "end", "d", n, (void **)&self->end) < 0)
+        return -1;
+    self->nk = nk;
     return 0;
 }
 
@@ -607,6 +662,52 @@ static PyObject *LeafTable_distances(LeafTable *self, PyObject *const *args, Py_
     return Py_BuildValue("(Nn)", result, unsure);
 }
 
+static PyObject *LeafTable_measure(LeafTable *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (self->nk == 0) {
+        PyErr_SetString(PyExc_ValueError, "measure: this table has no scale correction");
+        return NULL;
+    }
+    PyObject *got = LeafTable_distances(self, args, nargs);
+    if (got == NULL)
+        return NULL;
+    PyObject *bytes = PyTuple_GET_ITEM(got, 0);
+    Py_ssize_t unsure = PyLong_AsSsize_t(PyTuple_GET_ITEM(got, 1));
+    double *d = (double *)PyByteArray_AS_STRING(bytes);
+    const Py_ssize_t k = PyByteArray_GET_SIZE(bytes) / (Py_ssize_t)sizeof(double);
+    Py_buffer idx;
+    if (PyObject_GetBuffer(args[2], &idx, PyBUF_C_CONTIGUOUS) < 0) {
+        Py_DECREF(got);
+        return NULL;
+    }
+    const Py_ssize_t *leaves = idx.buf;
+    double x = PyFloat_AsDouble(args[0]), y = PyFloat_AsDouble(args[1]);
+    double most = 0.0;
+    Py_BEGIN_ALLOW_THREADS
+    /* PlanarFrame.scale_factors, the same steps in the same order */
+    double rx = x - self->apex_x, ry = y - self->apex_y;
+    double start = inv_k(self, rx * rx + ry * ry) * (1.0 / 6.0);
+    double hx = rx * 0.5, hy = ry * 0.5;
+    for (Py_ssize_t q = 0; q < k; q++) {
+        if (d[q] != d[q])
+            continue; /* NaN: GEOS measures it */
+        most = MAX(most, d[q]);
+        Py_ssize_t i = leaves[q];
+        double mx = self->half[2 * i] + hx, my = self->half[2 * i + 1] + hy;
+        double squared = mx * mx;
+        squared += my * my;
+        double factor = inv_k(self, squared) * (4.0 / 6.0);
+        factor += self->end[i];
+        factor += start;
+        d[q] = d[q] * factor;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&idx);
+    PyObject *result = Py_BuildValue("(Ond)", bytes, unsure, most);
+    Py_DECREF(got);
+    return result;
+}
+
 static PyMethodDef LeafTable_methods[] = {
     {"cover", (PyCFunction)(void (*)(void))LeafTable_cover, METH_FASTCALL,
      "cover(x, y) -> (hits, unsure): leaf indices (intp bytes, ascending) the footprint ring "
@@ -614,6 +715,9 @@ static PyMethodDef LeafTable_methods[] = {
     {"distances", (PyCFunction)(void (*)(void))LeafTable_distances, METH_FASTCALL,
      "distances(x, y, leaves) -> (float64 bytes, unsure): GEOS's distance from the point to "
      "each leaf; NaN where only GEOS can tell, counted in `unsure`."},
+    {"measure", (PyCFunction)(void (*)(void))LeafTable_measure, METH_FASTCALL,
+     "measure(x, y, leaves) -> (float64 bytes, unsure, farthest): `distances` times the conic "
+     "scale factor (PlanarFrame.scale_factors), and the largest planar distance measured."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -44,7 +44,7 @@ from shapely.geometry.base import BaseGeometry
 from tocsin.geo.footprint import outline
 from tocsin.geo.kernel import leafcore
 from tocsin.geo.model import Footprint
-from tocsin.geo.planar import GEOD, SIMPSON_MAX_M, PlanarFrame
+from tocsin.geo.planar import GEOD, SIMPSON_MAX_M, PlanarFrame, squares
 from tocsin.geo.segments import MIN_LEAVES, Segments
 
 __all__ = ["LeafIndex"]
@@ -134,7 +134,7 @@ class LeafIndex:
         box = shapely.bounds(self._planar).reshape(-1, 4)
         centre = (box[:, :2] + box[:, 2:]) / 2.0
         radius = np.zeros(lonlat.size)
-        np.maximum.at(radius, owner, np.hypot(*(coords - centre[owner]).T))
+        np.maximum.at(radius, owner, np.sqrt(squares(coords - centre[owner])))
         variation = self.frame.scale_variation(centre, radius)
         self._large = variation > LARGE_LEAF_SCALE_VARIATION
         self._any_large = bool(self._large.any())
@@ -159,6 +159,7 @@ class LeafIndex:
                 np.ascontiguousarray(self._extent, dtype=np.float64),
                 np.ascontiguousarray(_DIRECTIONS, dtype=np.float64),
                 self._rx, self._ry, *self._segments.ends(), _SLACK_M,
+                scale=self.frame.scale_table(self._half, self._end),
             )
 
     def _hull(self, coords: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -295,15 +296,36 @@ class LeafIndex:
         """Geodesic metres from the footprint origin to the nearest point of each found leaf."""
         if self.frame.conic:
             # An origin inside a leaf gives exactly 0, which the scale factor keeps.
-            planar = self._planar_distances(origin, found)
-            if not planar.size or planar.max() <= SIMPSON_MAX_M:
-                factor = self.frame.scale_factors(origin, self._half[found], self._end[found])
-                dist = planar * factor
+            if self._core is not None:
+                dist, farthest = self._measured(origin, found)
+            else:
+                planar = self._planar_distances(origin, found)
+                farthest = float(planar.max()) if planar.size else 0.0
+                if farthest <= SIMPSON_MAX_M:
+                    dist = planar * self.frame.scale_factors(origin, self._half[found],
+                                                             self._end[found])
+            if farthest <= SIMPSON_MAX_M:
                 if self._any_large:
-                    large = found[self._large[found]]
-                    dist[self._large[found]] = self._exact(fp, origin, large)
+                    large = self._large[found]
+                    dist[large] = self._exact(fp, origin, found[large])
                 return dist
         return self._exact(fp, origin, found)
+
+    def _measured(self, origin: FloatArray, found: IndexArray) -> tuple[FloatArray, float]:
+        """The conic path of `_distances` by the kernel, same floats; and the farthest planar
+        distance (past `SIMPSON_MAX_M` the caller measures exactly instead)."""
+        assert self._core is not None
+        x, y = float(origin[0]), float(origin[1])
+        measured, unsure, farthest = self._core.measure(x, y, np.ascontiguousarray(found, np.intp))
+        dist: FloatArray = np.frombuffer(measured, dtype=np.float64)
+        if unsure:  # on or too near a boundary for the kernel to say: GEOS does
+            near = np.flatnonzero(np.isnan(dist))
+            planar = shapely.distance(self._planar[found[near]], shapely.points(x, y))
+            leaves = found[near]
+            dist[near] = planar * self.frame.scale_factors(origin, self._half[leaves],
+                                                           self._end[leaves])
+            farthest = max(farthest, float(planar.max()))
+        return dist, farthest
 
     def _planar_distances(self, origin: FloatArray, found: IndexArray) -> FloatArray:
         """GEOS's planar distance from the origin to each found leaf, 0 inside."""

@@ -19,6 +19,7 @@ segments, and the azimuthal fallback frame, use the exact `Geod.inv` path instea
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -41,10 +42,24 @@ _TABLE_POLE_GAP_DEG = 0.05
 FloatArray = NDArray[np.float64]
 
 
+def squares(xy: FloatArray) -> FloatArray:
+    """x² + y² of each row, one IEEE step at a time.
+
+    Not `einsum` nor `@`: those may run a BLAS or SIMD kernel picked for the CPU at run time,
+    which can fuse the two products' sum into one multiply-add, so the same log would replay
+    to other floats on another machine (`r @ r` differs from this in about one case in six
+    here).
+    """
+    x, y = xy[:, 0], xy[:, 1]
+    result: FloatArray = x * x
+    result += y * y
+    return result
+
+
 class PlanarFrame:
     """A projection from lon/lat to metres and back, with its transformers built once."""
 
-    __slots__ = ("_apex", "_forward", "_inverse", "_inv_k", "_rho2", "crs")
+    __slots__ = ("_apex", "_forward", "_inverse", "_inv_k", "_rho2", "_slope", "_table", "crs")
 
     def __init__(self, crs: CRS, *, conic: tuple[float, bool] | None = None) -> None:
         self.crs = crs
@@ -54,6 +69,8 @@ class PlanarFrame:
         # Squared distance from the apex -> 1/k, ascending; None for a non-conic frame.
         self._rho2: FloatArray | None = None
         self._inv_k: FloatArray = np.empty(0)
+        self._slope: FloatArray = np.empty(0)
+        self._table: tuple[list[float], list[float], list[float]] = ([], [], [])
         self._apex: FloatArray = np.zeros(2)
         if conic is not None:
             self._scale_table(*conic)
@@ -72,6 +89,41 @@ class PlanarFrame:
         order = np.argsort(rho2)
         self._rho2 = rho2[order]
         self._inv_k = 1.0 / np.asarray(factors.parallel_scale, dtype=np.float64)[order]
+        if not (np.all(np.isfinite(self._inv_k)) and np.all(np.diff(self._rho2) > 0.0)):
+            raise ValueError("the conic scale table must ascend and be finite")
+        # each interval's slope, as `np.interp` computes it
+        self._slope = np.diff(self._inv_k) / np.diff(self._rho2)
+        self._table = (self._rho2.tolist(), self._inv_k.tolist(), self._slope.tolist())
+
+    def inv_k(self, squared: FloatArray) -> FloatArray:
+        """1/k at squared distances from the apex, interpolated in the table.
+
+        The same numbers as `np.interp`, written out as single IEEE steps (a product, then a
+        sum) so that nothing fuses them into one multiply-add: every machine, and the compiled
+        kernel (`tocsin.geo.kernel`), rounds each step alike.
+        """
+        assert self._rho2 is not None
+        rho2, inv_k = self._rho2, self._inv_k
+        j = np.searchsorted(rho2, squared, side="right") - 1
+        inner = np.clip(j, 0, rho2.size - 2)
+        below = rho2[inner]
+        result: FloatArray = self._slope[inner] * (squared - below)
+        result += inv_k[inner]
+        result = np.where(squared == below, inv_k[inner], result)
+        result = np.where(j < 0, inv_k[0], result)
+        return np.where(j >= rho2.size - 1, inv_k[-1], result)
+
+    def inv_k_at(self, squared: float) -> float:
+        """`inv_k` of one value, in Python floats (the same IEEE steps)."""
+        rho2, inv_k, slope = self._table
+        j = bisect.bisect_right(rho2, squared) - 1
+        if j < 0:
+            return inv_k[0]
+        if j >= len(rho2) - 1:
+            return inv_k[-1]
+        if squared == rho2[j]:
+            return inv_k[j]
+        return slope[j] * (squared - rho2[j]) + inv_k[j]
 
     @classmethod
     def for_extent(
@@ -128,19 +180,29 @@ class PlanarFrame:
         if self._rho2 is None:
             return np.ones(len(xy))
         rel = xy - self._apex
-        result: FloatArray = np.interp(np.einsum("ij,ij->i", rel, rel), self._rho2, self._inv_k)
-        return result
+        return self.inv_k(squares(rel))
 
     def scale_variation(self, xy: FloatArray, radius: FloatArray) -> FloatArray:
         """How much k varies within `radius` of planar points (rows); 0 if not conic."""
         if self._rho2 is None:
             return np.zeros(len(xy))
-        rho = np.hypot(*(xy - self._apex).T)
+        rho = np.sqrt(squares(xy - self._apex))
         # k(rho) has one minimum between the standard parallels, so sample across the range.
         samples = np.maximum(rho[:, None] + radius[:, None] * np.linspace(-1.0, 1.0, 9), 0.0)
-        k = 1.0 / np.interp(samples**2, self._rho2, self._inv_k)
+        k = 1.0 / self.inv_k(samples * samples)
         result: FloatArray = k.max(axis=1) - k.min(axis=1)
         return result
+
+    def scale_table(
+        self, half: FloatArray, end: FloatArray
+    ) -> tuple[float, float, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray] | None:
+        """What the compiled kernel needs to apply `scale_factors` itself (None if not conic):
+        the apex, the table and its slopes, and `segment_ends()` of each leaf."""
+        if self._rho2 is None:
+            return None
+        return (float(self._apex[0]), float(self._apex[1]), self._rho2, self._inv_k,
+                self._slope, np.ascontiguousarray(half, dtype=np.float64),
+                np.ascontiguousarray(end, dtype=np.float64))
 
     def segment_ends(self, ends: FloatArray) -> tuple[FloatArray, FloatArray]:
         """What `scale_factors()` needs of segment ends: half their offsets, and 1/(6k) there."""
@@ -152,17 +214,17 @@ class PlanarFrame:
         # `segment_ends()`, so a leaf's centre costs nothing per query.
         assert self._rho2 is not None
         rel = origin - self._apex
-        start = float(np.interp(rel @ rel, self._rho2, self._inv_k)) * (1.0 / 6.0)
+        rx, ry = float(rel[0]), float(rel[1])
+        start = self.inv_k_at(rx * rx + ry * ry) * (1.0 / 6.0)
         middle = half + rel * 0.5
-        squared = np.einsum("ij,ij->i", middle, middle)
-        result: FloatArray = np.interp(squared, self._rho2, self._inv_k) * (4.0 / 6.0)
+        result: FloatArray = self.inv_k(squares(middle)) * (4.0 / 6.0)
         result += end
         result += start
         return result
 
     def distances(self, lon: float, lat: float, origin: FloatArray, xy: FloatArray) -> FloatArray:
         """Geodesic metres from the origin (`lon`/`lat`, planar `origin`) to planar points."""
-        planar = np.hypot(*(xy - origin).T)
+        planar = np.sqrt(squares(xy - origin))
         if self._rho2 is not None and (not planar.size or planar.max() <= SIMPSON_MAX_M):
             result: FloatArray = planar * self.scale_factors(origin, *self.segment_ends(xy))
             return result
