@@ -66,3 +66,66 @@ def test_an_empty_row_has_no_slot_even_with_one_slot_live() -> None:
     low, arg = field._first(np.array([[np.inf], [4.0]]))  # noqa: SLF001
     assert low.tolist() == [np.inf, 4.0]
     assert arg.tolist() == [-1, 0]
+
+
+# --- the compiled redraw (tocsin.geo.kernel) against the pure one ----------------------------
+
+ETAS = st.sampled_from([0.0, 1.0, 2.5, 2.5, 7.0, 1e9])
+STEP = st.tuples(
+    st.sampled_from(["redraw", "redraw", "redraw", "end", "new"]),
+    st.integers(0, 5),  # which live track
+    st.lists(st.tuples(st.integers(0, LEAVES - 1), ETAS), max_size=LEAVES),
+    st.sampled_from([0, 1_000_000, 1_500_000, 2_500_000]),  # t_us: arrivals tie across tracks
+    st.sampled_from([0.0, 30.0, 600.0]),  # alert_s
+)
+
+
+def _same(a: Field, b: Field) -> None:
+    for name in ("eta", "min_a", "arg_a", "min_b", "arg_b", "t_us", "t_s", "off"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(STEP, max_size=60), st.permutations(["t3", "t1", "t5", "t2", "t4", "t0"]))
+def test_the_compiled_redraw_writes_what_the_pure_one_does(steps: list[tuple[object, ...]],
+                                                           names: list[str]) -> None:
+    import tocsin.engine.field as module
+
+    if module.fieldcore is None:
+        return  # no compiler here: only the pure path exists (tests/geo/test_kernel.py says so)
+    fast, slow = Field(LEAVES), Field(LEAVES)
+    live: dict[str, tuple[int, np.ndarray]] = {}
+    spare = list(names)
+    for kind, which, cells, t_us, off in [("new", 0, [], 0, 0.0)] * 3 + steps:
+        assert isinstance(cells, list) and isinstance(which, int)
+        assert isinstance(t_us, int) and isinstance(off, float)
+        if kind == "new" and spare:
+            tid = spare.pop()
+            slot = fast.alloc(tid)
+            assert slow.alloc(tid) == slot
+            live[tid] = (slot, np.empty(0, dtype=np.intp))
+            continue
+        if not live:
+            continue
+        tid = sorted(live)[which % len(live)]
+        slot, old = live[tid]
+        chosen = dict(cells)
+        new = np.array(sorted(chosen), dtype=np.intp)
+        eta = np.array([chosen[p] for p in new.tolist()], dtype=np.float64)
+        if kind == "end":
+            new, eta = new[:0], eta[:0]
+        got = fast.redraw(slot, old, new, eta, t_us, off)
+        module.fieldcore, core = None, module.fieldcore
+        try:
+            want = slow.redraw(slot, old, new, eta, t_us, off)
+        finally:
+            module.fieldcore = core
+        assert got.tolist() == want.tolist()
+        _same(fast, slow)
+        live[tid] = (slot, new)
+        if kind == "end":
+            fast.release(slot)
+            slow.release(slot)
+            del live[tid]
+            spare.append(tid)

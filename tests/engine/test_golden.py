@@ -81,7 +81,7 @@ def test_golden_without_the_compiled_kernel(name: str, tmp_path: Path) -> None:
     source = [str(events)] if events.is_file() else ["--scenario", name]
     out = tmp_path / "pure.jsonl"
     env = {**os.environ, "TOCSIN_PURE": "1"}
-    code = ("import sys, tocsin.geo.kernel as k; assert k.leafcore is None;"
+    code = ("import sys, tocsin.geo.kernel as k; assert k.leafcore is k.fieldcore is None;"
             "from tocsin.cli import main; sys.exit(main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", code, "simulate", *source, "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=300)

@@ -175,6 +175,29 @@ def test_same_events_give_identical_transitions(raws: list[dict[str, Any]]) -> N
     assert runs[0] == runs[1]
 
 
+@PROPERTIES
+@given(streams())
+def test_the_compiled_kernels_decide_what_pure_python_does(raws: list[dict[str, Any]]) -> None:
+    # an installation built without a C compiler (tocsin.geo.kernel) gives the same bytes
+    import tocsin.engine.field as field_module
+
+    index = GRID._index  # noqa: SLF001 - the region set's spatial index and its kernel
+    runs = []
+    for pure in (False, True):
+        saved = index._core, field_module.fieldcore  # noqa: SLF001
+        if pure:
+            index._core, field_module.fieldcore = None, None  # noqa: SLF001
+        try:
+            ledger = _ledger()
+            fed = list(_feed(ledger, raws))
+            lines = [t.to_json() for _, _, ts in fed for t in ts]
+            lines += [t.to_json() for t in ledger.drain()]
+        finally:
+            index._core, field_module.fieldcore = saved  # noqa: SLF001
+        runs.append(lines)
+    assert runs[0] == runs[1]
+
+
 def _check_cover(engine: Engine, transitions: list[Transition]) -> None:
     last: dict[tuple[str, str | None], Transition] = {}
     for t in transitions:

@@ -51,7 +51,10 @@ def both(index: LeafIndex, fp: Footprint) -> None:
 
 
 def test_the_bundled_sets_have_it() -> None:
+    from tocsin.geo.kernel import fieldcore
+
     assert INDEX._core is not None  # noqa: SLF001
+    assert fieldcore is not None
 
 
 @settings(max_examples=300, deadline=None)

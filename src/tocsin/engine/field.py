@@ -31,6 +31,8 @@ import heapq
 import numpy as np
 from numpy.typing import NDArray
 
+from tocsin.geo.kernel import fieldcore
+
 __all__ = ["NO_DUE", "Field"]
 
 FloatArray = NDArray[np.float64]
@@ -130,8 +132,18 @@ class Field:
         """Replace a track's contribution (`old` leaves) by `eta` at `new` leaves, drawn at
         `t_us`; the sorted leaves whose deciding arrival or alert point moved.
 
-        Either may be empty: a new track has no `old`, an ended one no `new`.
+        Either may be empty: a new track has no `old`, an ended one no `new`. Both ascend.
         """
+        if fieldcore is not None:
+            # the compiled kernel (tocsin.geo.kernel): the same steps, the same numbers
+            t_s = t_us / 1e6
+            self.t_us[slot], self.t_s[slot], self.off[slot] = t_us, t_s, off
+            moved: IntArray = np.frombuffer(fieldcore.redraw(
+                self.eta, self.t_s, self.off, self.min_a, self.arg_a, self.min_b, self.arg_b,
+                self.order(), np.ascontiguousarray(old, np.intp),
+                np.ascontiguousarray(new, np.intp), np.ascontiguousarray(eta, np.float64),
+                slot, self.used, t_s, off), dtype=np.intp)
+            return moved
         if old.size:
             # where the track gave a minimum, it must be found again once the column is written
             lost = old[(self.arg_a[old] == slot) | (self.arg_b[old] == slot)]
