@@ -1,9 +1,10 @@
-/* `Field.redraw` in one pass: the optional compiled half of `tocsin.engine.field`.
+/* `Field.redraw` and the array step of `RegionRules._decide_many`, each in one pass: the
+   optional compiled half of `tocsin.engine.field` and `tocsin.engine.rules`.
 
-   It writes the same numbers into the same numpy arrays as the pure method, decision for
-   decision: the arithmetic is the method's own single IEEE steps (a sum, a difference), built
-   with floating-point contraction off, and every choice is a comparison. See `Field.redraw`
-   for what the arrays hold; the caller makes `order` current first. */
+   They write the same numbers into the same numpy arrays as the pure code, decision for
+   decision: the arithmetic is that code's own single IEEE steps, built with floating-point
+   contraction off, and every choice is a comparison. See `Field.redraw` and `_decide_many` for
+   what the arrays hold; the caller makes `order` current first. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,8 +24,9 @@ static int get(PyObject *obj, Buf *b, const char *kinds, int writable, const cha
         return -1;
     b->held = 1;
     const char *f = b->view.format;
-    if (b->view.itemsize != 8 || f == NULL || f[0] == '\0' || strchr(kinds, f[0]) == NULL) {
-        PyErr_Format(PyExc_ValueError, "%s: expected 8-byte items of kind %s", name, kinds);
+    Py_ssize_t size = strchr("?b", kinds[0]) != NULL ? 1 : 8;
+    if (b->view.itemsize != size || f == NULL || f[0] == '\0' || strchr(kinds, f[0]) == NULL) {
+        PyErr_Format(PyExc_ValueError, "%s: expected items of kind %s", name, kinds);
         return -1;
     }
     return 0;
@@ -188,9 +190,118 @@ static PyObject *redraw(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return out;
 }
 
+enum { S_ETA, S_T_US, S_OFF, S_MIN_A, S_ARG_A, S_ARG_B, S_SHELTER, S_OP, S_RANK, S_HOLD, S_ESC,
+       S_LEAVES, S_NBUF };
+
+/* settle(eta, t_us, off, min_a, arg_a, arg_b, shelter, op, rank, hold, esc, leaves, now, margin)
+   -> (bytearray of one bool per leaf: its severity stays and only its timer moved, written
+   to `esc`; how many of the leaves are covered). */
+static PyObject *settle(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != S_NBUF + 2) {
+        PyErr_SetString(PyExc_TypeError, "settle takes 14 arguments");
+        return NULL;
+    }
+    static const char *names[S_NBUF] = {"eta", "t_us", "off", "min_a", "arg_a", "arg_b",
+                                        "shelter", "op", "rank", "hold", "esc", "leaves"};
+    static const char *kinds[S_NBUF] = {"d", "lq", "d", "d", "lq", "lq", "d", "?", "b", "?",
+                                        "lq", "lq"};
+    static const int writes[S_NBUF] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
+    Buf b[S_NBUF];
+    memset(b, 0, sizeof b);
+    for (int i = 0; i < S_NBUF; i++) {
+        if (get(args[i], &b[i], kinds[i], writes[i], names[i]) < 0) {
+            release(b, S_NBUF);
+            return NULL;
+        }
+    }
+    int64_t now = PyLong_AsLongLong(args[S_NBUF]);
+    double margin = PyFloat_AsDouble(args[S_NBUF + 1]);
+    if (PyErr_Occurred()) {
+        release(b, S_NBUF);
+        return NULL;
+    }
+    Py_ssize_t leaves = b[S_MIN_A].view.len / 8;
+    Py_ssize_t cap = leaves ? b[S_ETA].view.len / 8 / leaves : 0;
+    Py_ssize_t k = b[S_LEAVES].view.len / 8;
+    const Py_ssize_t *which = b[S_LEAVES].view.buf;
+    int ok = cap * leaves * 8 == b[S_ETA].view.len && b[S_T_US].view.len == cap * 8 &&
+             b[S_OFF].view.len == cap * 8 && b[S_ARG_A].view.len == leaves * 8 &&
+             b[S_ARG_B].view.len == leaves * 8 && b[S_SHELTER].view.len == leaves * 8 &&
+             b[S_OP].view.len == leaves && b[S_RANK].view.len == leaves &&
+             b[S_HOLD].view.len == leaves && b[S_ESC].view.len == leaves * 8;
+    for (Py_ssize_t q = 0; ok && q < k; q++)
+        ok = which[q] >= 0 && which[q] < leaves;
+    const double *min_a = b[S_MIN_A].view.buf;
+    const Py_ssize_t *arg_a = b[S_ARG_A].view.buf, *arg_b = b[S_ARG_B].view.buf;
+    for (Py_ssize_t q = 0; ok && q < k; q++) {
+        Py_ssize_t p = which[q];
+        ok = min_a[p] == INFINITY ||
+             (arg_a[p] >= 0 && arg_a[p] < cap && arg_b[p] >= 0 && arg_b[p] < cap);
+    }
+    if (!ok) {
+        release(b, S_NBUF);
+        PyErr_SetString(PyExc_ValueError, "settle: arrays of mismatched sizes, or slots or "
+                                          "leaves out of range");
+        return NULL;
+    }
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, k);
+    if (out == NULL) {
+        release(b, S_NBUF);
+        return NULL;
+    }
+    char *quiet = PyByteArray_AS_STRING(out);
+    const double *eta = b[S_ETA].view.buf, *off = b[S_OFF].view.buf;
+    const double *shelter_of = b[S_SHELTER].view.buf;
+    const int64_t *t_us = b[S_T_US].view.buf;
+    const char *op = b[S_OP].view.buf, *hold = b[S_HOLD].view.buf;
+    const signed char *rank_of = b[S_RANK].view.buf;
+    int64_t *esc = b[S_ESC].view.buf;
+    Py_ssize_t covered = 0;
+    for (Py_ssize_t q = 0; q < k; q++) {
+        Py_ssize_t p = which[q];
+        quiet[q] = 0;
+        if (min_a[p] == INFINITY)
+            continue;
+        covered++;
+        Py_ssize_t sa = arg_a[p], sb = arg_b[p];
+        double e = eta[p * cap + sa] - (double)(now - t_us[sa]) / 1e6;
+        double eb = eta[p * cap + sb] - (double)(now - t_us[sb]) / 1e6;
+        double shelter = shelter_of[p], alert_s = off[sb];
+        int rank = e <= shelter ? 2 : (eb <= alert_s ? 1 : 0);
+        int lenient = e - margin <= shelter ? 2 : (eb - margin <= alert_s ? 1 : 0);
+        int64_t due = INT64_MAX; /* NO_DUE */
+        if (rank < 2)
+            due = now + (int64_t)ceil((e - shelter) * 1e6) + 1;
+        if (rank < 1) {
+            int64_t point = now + (int64_t)ceil((eb - alert_s) * 1e6) + 1;
+            due = point < due ? point : due;
+        }
+        if (op[p]) {
+            rank = rank > 1 ? rank : 1;
+            lenient = lenient > 1 ? lenient : 1;
+        }
+        int cur = rank_of[p];
+        int final = rank;
+        if (cur > rank) {
+            int low = cur < lenient ? cur : lenient;
+            final = rank > low ? rank : low;
+        }
+        if (final == cur && !hold[p]) {
+            esc[p] = due;
+            quiet[q] = 1;
+        }
+    }
+    release(b, S_NBUF);
+    return Py_BuildValue("(Nn)", out, covered);
+}
+
 static PyMethodDef methods[] = {
     {"redraw", (PyCFunction)(void (*)(void))redraw, METH_FASTCALL,
      "Field.redraw's array work; see tocsin.engine.field."},
+    {"settle", (PyCFunction)(void (*)(void))settle, METH_FASTCALL,
+     "_decide_many's array step; see tocsin.engine.rules."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,3 +18,21 @@ def redraw(
     off_val: float,
     /,
 ) -> bytearray: ...
+
+def settle(
+    eta: Buffer,
+    t_us: Buffer,
+    off: Buffer,
+    min_a: Buffer,
+    arg_a: Buffer,
+    arg_b: Buffer,
+    shelter: Buffer,
+    op: Buffer,
+    rank: Buffer,
+    hold: Buffer,
+    esc: Buffer,
+    leaves: Buffer,
+    now: int,
+    margin: float,
+    /,
+) -> tuple[bytearray, int]: ...

@@ -298,3 +298,7 @@ class Field:
         """Set the next crossings of several leaves."""
         self.esc[leaves] = due
         self._next_known = False
+
+    def dues_moved(self) -> None:
+        """Crossings were written into `esc` directly (by the compiled kernel)."""
+        self._next_known = False

@@ -22,6 +22,7 @@ from tocsin.engine.micros import from_us
 from tocsin.engine.policy import Policy
 from tocsin.engine.states import SEVERITY_RANK, AlertPhase, Trigger, step
 from tocsin.geo import RegionSet
+from tocsin.geo.kernel import fieldcore
 from tocsin.model import SEVERITIES, Transition
 
 __all__ = ["AIR_RAID", "Alert", "RegionRules"]
@@ -112,6 +113,18 @@ class RegionRules:
             return
         field_ = self._field
         now = self._now
+        quiet: NDArray[np.bool_]
+        if fieldcore is not None:
+            # the compiled kernel (tocsin.geo.kernel): the same steps, the same timers
+            flags, covered_n = fieldcore.settle(
+                field_.eta, field_.t_us, field_.off, field_.min_a, field_.arg_a, field_.arg_b,
+                self._shelter_arr, field_.op, field_.rank, field_.hold, field_.esc,
+                np.ascontiguousarray(leaves, np.intp), now, self.policy.downgrade_margin_s)
+            quiet = np.frombuffer(flags, dtype=np.bool_)
+            if covered_n:
+                field_.dues_moved()
+            self._decide_rest(leaves[~quiet], gone)
+            return
         covered = field_.min_a[leaves] != np.inf
         pos = leaves[covered]
         quiet = np.zeros(leaves.size, dtype=np.bool_)
@@ -136,8 +149,11 @@ class RegionRules:
             same = (final == cur) & ~field_.hold[pos]
             field_.set_dues(pos[same], due[same])
             quiet[np.flatnonzero(covered)[same]] = True
+        self._decide_rest(leaves[~quiet], gone)
+
+    def _decide_rest(self, rest: NDArray[np.intp], gone: str) -> None:
+        """`_evaluate` each of the sorted leaf positions the array step did not settle."""
         ids = self.regions.leaves
-        rest = leaves[~quiet]
         if rest.size < _MANY:
             for p in rest.tolist():
                 self._evaluate(ids[p], AIR_RAID, gone)
