@@ -31,7 +31,7 @@ CATALOG = load_catalog()
 
 pytestmark = pytest.mark.skipif(
     field_module.fieldcore is None,
-    reason="LOUD: the compiled kernel is not built here (no C compiler?)",
+    reason="SKIPPED LOUDLY: no compiled kernels (no C compiler, or TOCSIN_PURE=1)",
 )
 
 launch = st.tuples(

@@ -23,7 +23,7 @@ from tocsin.geo.kernel import leafcore
 from tocsin.geo.model import Footprint
 
 pytestmark = pytest.mark.skipif(
-    leafcore is None, reason="LOUD: the compiled kernel is not built here (no C compiler?)"
+    leafcore is None, reason="SKIPPED LOUDLY: no compiled kernels (no C compiler, or TOCSIN_PURE=1)"
 )
 
 HROMADAS = load_region_set("ua-hromadas")
