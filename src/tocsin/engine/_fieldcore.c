@@ -39,6 +39,20 @@ static void release(Buf *bufs, int n)
             PyBuffer_Release(&bufs[i].view);
 }
 
+/* Every buffer argument, checked by name; on failure all are released and the error is set. */
+static int get_all(PyObject *const *args, Buf *b, int n, const char *const *names,
+                   const char *const *kinds, const int *writes)
+{
+    memset(b, 0, sizeof(Buf) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        if (get(args[i], &b[i], kinds[i], writes[i], names[i]) < 0) {
+            release(b, n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 enum { ETA, T_S, OFF, MIN_A, ARG_A, MIN_B, ARG_B, ORDER, OLD, NEW, VALS, NBUF };
 
 /* Minimum of one leaf's row over the live slots, and the slot giving it: the smaller id (by
@@ -75,13 +89,8 @@ static PyObject *redraw(PyObject *module, PyObject *const *args, Py_ssize_t narg
     static const char *kinds[NBUF] = {"d", "d", "d", "d", "lq", "d", "lq", "lq", "lq", "lq", "d"};
     static const int writes[NBUF] = {1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0};
     Buf b[NBUF];
-    memset(b, 0, sizeof b);
-    for (int i = 0; i < NBUF; i++) {
-        if (get(args[i], &b[i], kinds[i], writes[i], names[i]) < 0) {
-            release(b, NBUF);
-            return NULL;
-        }
-    }
+    if (get_all(args, b, NBUF, names, kinds, writes) < 0)
+        return NULL;
     Py_ssize_t slot = PyLong_AsSsize_t(args[NBUF]);
     Py_ssize_t used = PyLong_AsSsize_t(args[NBUF + 1]);
     double t = PyFloat_AsDouble(args[NBUF + 2]);
@@ -209,13 +218,8 @@ static PyObject *settle(PyObject *module, PyObject *const *args, Py_ssize_t narg
                                         "lq", "lq"};
     static const int writes[S_NBUF] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
     Buf b[S_NBUF];
-    memset(b, 0, sizeof b);
-    for (int i = 0; i < S_NBUF; i++) {
-        if (get(args[i], &b[i], kinds[i], writes[i], names[i]) < 0) {
-            release(b, S_NBUF);
-            return NULL;
-        }
-    }
+    if (get_all(args, b, S_NBUF, names, kinds, writes) < 0)
+        return NULL;
     int64_t now = PyLong_AsLongLong(args[S_NBUF]);
     double margin = PyFloat_AsDouble(args[S_NBUF + 1]);
     if (PyErr_Occurred()) {

@@ -385,6 +385,17 @@ static int is_kind(const Py_buffer *view, const char *kinds)
            strchr(kinds, view->format[0]) != NULL;
 }
 
+/* How many 8-byte items a buffer holds, or -1 with the error set. */
+static Py_ssize_t items(PyObject *obj)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    Py_ssize_t count = view.len / 8;
+    PyBuffer_Release(&view);
+    return count;
+}
+
 static int take(PyObject *obj, const char *name, const char *kinds, Py_ssize_t count,
                 void **dest)
 {
@@ -433,20 +444,14 @@ static int LeafTable_init(LeafTable *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOd|O", names, &box, &ext, &dir, &rx,
                                      &ry, &ax, &ay, &bx, &by, &start, &slack, &scale))
         return -1;
-    Py_buffer view;
-    if (PyObject_GetBuffer(start, &view, PyBUF_C_CONTIGUOUS) < 0)
+    Py_ssize_t offsets = items(start), nseg = items(ax);
+    if (offsets < 0 || nseg < 0)
         return -1;
-    Py_ssize_t n = view.len / 8 - 1;
-    PyBuffer_Release(&view);
+    Py_ssize_t n = offsets - 1;
     if (n < 0) {
         PyErr_SetString(PyExc_ValueError, "start: expected n + 1 offsets");
         return -1;
     }
-    Py_buffer segs;
-    if (PyObject_GetBuffer(ax, &segs, PyBUF_C_CONTIGUOUS) < 0)
-        return -1;
-    Py_ssize_t nseg = segs.len / 8;
-    PyBuffer_Release(&segs);
     self->n = n;
     self->nseg = nseg;
     self->slack = slack;
@@ -500,11 +505,9 @@ static int LeafTable_init(LeafTable *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTuple(scale, "ddOOOOO;scale: (apex x, apex y, rho2, inv_k, slope, half, end)",
                           &self->apex_x, &self->apex_y, &rho2, &invk, &slope, &half, &end))
         return -1;
-    Py_buffer table;
-    if (PyObject_GetBuffer(rho2, &table, PyBUF_C_CONTIGUOUS) < 0)
+    Py_ssize_t nk = items(rho2);
+    if (nk < 0)
         return -1;
-    Py_ssize_t nk = table.len / 8;
-    PyBuffer_Release(&table);
     if (nk < 2) {
         PyErr_SetString(PyExc_ValueError, "rho2: the scale table needs two rows or more");
         return -1;
