@@ -25,7 +25,8 @@ from tocsin.store.base import EventLog, LogEntry
 from tocsin.store.leaves import check_canonical
 from tocsin.store.merkle import MerkleLog
 
-__all__ = ["Accepted", "Decision", "Ledger", "parse_batch", "replay_into", "tick_event"]
+__all__ = ["Accepted", "Decision", "Ledger", "parse_batch", "replay_into", "replay_rows",
+           "tick_event"]
 
 TICK_SOURCE = "tocsin"
 
@@ -102,26 +103,38 @@ def replay_into(
     `entries` start at seq `after + 1` (an engine that has applied the log up to `after` can
     follow it on). Returns the last seq. Raises `ReplayMismatch` at the first seq that differs.
     """
+    rows = ((entry.seq, entry.kind, entry.body) for entry in entries)
+    return replay_rows(engine, rows, progress=progress, after=after)
+
+
+def replay_rows(
+    engine: Engine,
+    rows: Iterable[tuple[int, str, str]],
+    *,
+    progress: Callable[[int], None] | None = None,
+    after: int = 0,
+) -> int:
+    """`replay_into` over (seq, kind, body) rows, as `EventLog.read_bodies` gives them."""
     pending: list[Transition] = []
     last = after
     apply, loads = engine.apply, json.loads
-    for entry in entries:
-        if entry.seq != last + 1:
-            raise IntegrityError(f"the log jumps from seq {last} to {entry.seq}")
-        last = entry.seq
-        if entry.kind == "event":
+    for seq, kind, body in rows:
+        if seq != last + 1:
+            raise IntegrityError(f"the log jumps from seq {last} to {seq}")
+        last = seq
+        if kind == "event":
             if pending:
                 raise ReplayMismatch(pending[0].seq, None, pending[0].to_json())
-            transitions = apply(logged_event(loads(entry.body)), last).transitions
+            transitions = apply(logged_event(loads(body)), last).transitions
             if transitions:  # most events (ticks, most detections) decide nothing
                 pending = transitions[::-1]
         else:
             got = pending.pop() if pending else None
             got_json = got.to_json() if got is not None else None
-            if got_json != entry.body:
-                raise ReplayMismatch(entry.seq, entry.body, got_json)
+            if got_json != body:
+                raise ReplayMismatch(seq, body, got_json)
         if progress is not None:
-            progress(entry.seq)
+            progress(seq)
     if pending:
         raise ReplayMismatch(pending[-1].seq, None, pending[-1].to_json())
     return last
@@ -159,7 +172,8 @@ class Ledger:
         """Take `engine` (as of seq `after`, e.g. from a snapshot) and replay the log after it."""
         self.engine = engine
         self._pending.clear()
-        last = replay_into(engine, self.log.read(after + 1, end), progress=progress, after=after)
+        last = replay_rows(engine, self.log.read_bodies(after + 1, end), progress=progress,
+                           after=after)
         self.next_seq = last + 1
         self.durable_seq = last
         return last

@@ -24,15 +24,15 @@ KHARKIV = (49.99, 36.23)
 
 @pytest.fixture
 def checks(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """How often `Engine.check` ran, by event id."""
+    """How often the engine's check ran, by event id (`check` and `apply` both run `_check`)."""
     seen: Counter[str] = Counter()
-    original = Engine.check
+    original = Engine._check
 
-    def counting(self: Engine, ev: Event) -> None:
+    def counting(self: Engine, ev: Event, t: int) -> None:
         seen[ev.id] += 1
-        original(self, ev)
+        original(self, ev, t)
 
-    monkeypatch.setattr(Engine, "check", counting)
+    monkeypatch.setattr(Engine, "_check", counting)
     return seen
 
 

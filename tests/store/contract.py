@@ -151,6 +151,20 @@ class LogContract(ABC):
         assert [e.seq for e in log.read()] == list(range(1, 12_002))
         assert [e.seq for e in log.read(4_999, 5_002)] == [4_999, 5_000, 5_001, 5_002]
 
+    def test_read_bodies_is_read_cut_to_what_a_replay_needs(self, log: EventLog) -> None:
+        """The replay's read: (seq, kind, body) of exactly the entries `read` gives, paged the
+        same way, with the body's text unchanged."""
+        rows = [event(1, "e1", key_name="k", recorded_at="2026-11-25T01:00:01Z")] + [
+            transition(seq, 1) for seq in range(2, 12_002)]
+        put(log, rows)
+        whole = [(e.seq, e.kind, e.body) for e in rows]
+        assert [tuple(r) for r in log.read_bodies()] == whole
+        assert [tuple(r) for r in log.read_bodies(4_999, 5_002)] == whole[4_998:5_002]
+        assert [tuple(r) for r in log.read_bodies(12_001)] == whole[-1:]
+        assert list(log.read_bodies(12_002)) == []
+        assert list(log.read_bodies(3, 2)) == []
+        assert all(type(seq) is int for seq, _, _ in log.read_bodies(1, 3))
+
     def test_metadata(self, log: EventLog) -> None:
         assert log.get_meta("regions") is None
         log.set_meta("regions", "ua-oblasts")

@@ -31,9 +31,20 @@ def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
         return
     from rich.progress import Progress
 
+    # A bar a thousand steps long: each update takes the bar's lock, and a replay calls this
+    # once per entry (an update each would cost more than a second over 250,000 entries).
+    step = max(1, total // 1000)
     with Progress(transient=True) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda n: bar.update(task, completed=n)
+        shown = 0
+
+        def advance(n: int) -> None:
+            nonlocal shown
+            if n - shown >= step or n >= total:
+                shown = n
+                bar.update(task, completed=n)
+
+        yield advance
 
 
 def engine_factory(regions: RegionSet, policy: Policy) -> Callable[[], Engine]:

@@ -115,8 +115,12 @@ class Engine(RegionRules):
 
     def check(self, event: Event) -> None:
         """Raise `EventRejected` if the engine would refuse `event`; changes nothing."""
-        if not isinstance(event, Tick) and self.tick_us is not None:
-            ahead = (to_us(event.time) - self.tick_us) / 1e6
+        self._check(event, to_us(event.time))
+
+    def _check(self, event: Event, t: int) -> None:
+        """`check`, with the event's time already in microseconds."""
+        if self.tick_us is not None and not isinstance(event, Tick):
+            ahead = (t - self.tick_us) / 1e6
             if ahead > self.policy.max_future_s:
                 raise EventRejected(
                     FieldError(
@@ -142,9 +146,9 @@ class Engine(RegionRules):
         `checked`: the caller ran `check(event)` against this engine as it stands now (the
         ledger checks a whole batch before applying any of it), so it is not run twice.
         """
-        if not checked:
-            self.check(event)
         t = to_us(event.time)
+        if not checked:
+            self._check(event, t)
         self._seq, self._out, self._notes = seq, [], []
         if isinstance(event, Tick):
             if event.server:

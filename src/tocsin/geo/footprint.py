@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tocsin.geo.model import Footprint
-from tocsin.geo.planar import GEOD
+from tocsin.geo.planar import geod_fwd_inplace
 
 __all__ = ["ARC_STEP_DEG", "outline"]
 
@@ -48,9 +48,13 @@ def outline(fp: Footprint, length_m: float) -> tuple[FloatArray, FloatArray, boo
     disc = fp.is_disc
     offsets, factor = _arc(180.0 if disc else fp.half_angle_deg)
     n = offsets.size
-    heading = 0.0 if fp.heading_deg is None else fp.heading_deg
-    lon = np.full(n + 1, fp.lon)
-    lat = np.full(n + 1, fp.lat)
+    lon = np.empty(n + 1)
+    lat = np.empty(n + 1)
+    lon.fill(fp.lon)
+    lat.fill(fp.lat)
+    az = offsets + (0.0 if fp.heading_deg is None else fp.heading_deg)
+    dist = np.empty(n)
+    dist.fill(length_m * factor)
     # One vectorised call, writing the vertices straight after the origin.
-    GEOD.fwd(lon[1:], lat[1:], offsets + heading, np.full(n, length_m * factor), inplace=True)
+    geod_fwd_inplace(lon[1:], lat[1:], az, dist)
     return lon, lat, not disc

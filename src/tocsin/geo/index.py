@@ -247,8 +247,8 @@ class LeafIndex:
 
     def _covered(self, fp: Footprint) -> tuple[IndexArray, FloatArray]:
         """`_intersecting` by the kernel (same footprint, same answer), and the planar origin."""
-        lon, lat, cone = outline(fp, fp.length_m)
-        x, y = self.frame.forward(lon, lat)
+        x, y, cone = outline(fp, fp.length_m)
+        self.frame.forward_inplace(x, y)  # the outline's own arrays: lon/lat become x/y
         found = self._cover_ring(x, y) if cone else self._cover_ring(x[1:], y[1:])
         return found, np.array([x[0], y[0]])
 

@@ -27,10 +27,12 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 from pyproj import CRS, Geod, Proj, Transformer
+from pyproj.enums import TransformDirection
 
-__all__ = ["GEOD", "PlanarFrame"]
+__all__ = ["GEOD", "PlanarFrame", "geod_fwd_inplace"]
 
 GEOD = Geod(ellps="WGS84")
+
 _LONLAT = CRS.from_epsg(4326)
 # Planar distances longer than this go through `Geod.inv`: beyond ~3,000 km the straight planar
 # segment drifts from the geodesic's image and Simpson's rule passes 0.1 %.
@@ -40,6 +42,23 @@ _TABLE_SIZE = 2048
 _TABLE_POLE_GAP_DEG = 0.05
 
 FloatArray = NDArray[np.float64]
+
+# pyproj's public `Geod.fwd` and `Transformer.transform` copy each input, convert each output
+# back, and (`transform`) first try a scalar path that raises TypeError on arrays: about 10 µs a
+# call around 1-5 µs of PROJ's own work, twice per footprint. The hot path calls the compiled
+# methods those two wrap, which pyproj's shipped stubs type (`_Geod._fwd`,
+# `_Transformer._transform`), on float64 arrays it owns, in place: the same PROJ calls, so the
+# same floats (a test holds both ways to it). A pyproj without them takes the public calls.
+_DIRECT = callable(getattr(GEOD, "_fwd", None))
+
+
+def geod_fwd_inplace(lon: FloatArray, lat: FloatArray, az: FloatArray, dist: FloatArray) -> None:
+    """`GEOD.fwd(lon, lat, az, dist, inplace=True)`: the points `dist` metres along the
+    azimuths, written over `lon` and `lat` (C-contiguous float64); `az` is overwritten too."""
+    if _DIRECT:
+        GEOD._fwd(lon, lat, az, dist, radians=False, return_back_azimuth=True)
+    else:
+        GEOD.fwd(lon, lat, az, dist, inplace=True)
 
 
 def squares(xy: FloatArray) -> FloatArray:
@@ -164,6 +183,15 @@ class PlanarFrame:
         """Project lon/lat arrays to planar x/y metres."""
         x, y = self._forward.transform(lon, lat)
         return x, y
+
+    def forward_inplace(self, lon: FloatArray, lat: FloatArray) -> None:
+        """`forward`, writing x over `lon` and y over `lat` (C-contiguous float64 arrays)."""
+        transformer = self._forward
+        if _DIRECT and hasattr(transformer, "_transformer"):
+            transformer._transformer._transform(
+                lon, lat, None, None, TransformDirection.FORWARD, False, False)
+        else:
+            transformer.transform(lon, lat, inplace=True)
 
     def inverse(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Unproject planar x/y arrays to lon/lat."""

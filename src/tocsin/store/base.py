@@ -152,6 +152,11 @@ class EventLog(ABC):
     def read(self, start: int = 1, end: int | None = None) -> Iterator[LogEntry]:
         """Entries with start <= seq <= end, in seq order."""
 
+    def read_bodies(self, start: int = 1, end: int | None = None) -> Iterator[tuple[int, str, str]]:
+        """`read`, as (seq, kind, body) only: what a replay needs (a store may skip the rest)."""
+        for entry in self.read(start, end):
+            yield entry.seq, entry.kind, entry.body
+
     @abstractmethod
     def find_events(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """The seqs of those of `keys` (source, id) that are logged."""
