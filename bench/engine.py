@@ -14,8 +14,8 @@ repeated and the median of the per-repeat p50 and p99 is reported. `--clock cpu`
 with this thread's CPU clock, which other work on a shared machine disturbs less.
 
 Replay throughput feeds a synthetic night (drones reporting every 10-30 s, a tick every second,
-operator alerts, threat levels and impacts) through `replay_into`, from a `MemoryLog` and from a
-SQLite file, after the log was first produced by a `Ledger`.
+operator alerts, threat levels and impacts) through `replay_rows` (what `tocsin replay` runs),
+from a `MemoryLog` and from a SQLite file, after the log was first produced by a `Ledger`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from common import origins  # noqa: I001 - the benchmarks' shared helpers, next 
 from tocsin.engine.core import Engine
 from tocsin.engine.policy import Policy
 from tocsin.geo import RegionSet, load_region_set
-from tocsin.ledger import Ledger, replay_into
+from tocsin.ledger import Ledger, replay_rows
 from tocsin.model import Event, format_time, parse_event
 from tocsin.store import LogEntry, MemoryLog, SQLiteLog
 from tocsin.store.leaves import entry_leaf_hash
@@ -262,7 +262,8 @@ def replay(regions: RegionSet, n_events: int, seed: int, tmp: Path) -> dict[str,
     for label, log in (("memory", ledger.log), ("sqlite", sqlite)):
         engine = Engine(regions, catalog, Policy())
         start, cpu = time.perf_counter(), time.process_time()
-        last = replay_into(engine, log.read())
+        # what `tocsin replay` reads: (seq, kind, body) rows (`EventLog.read_bodies`)
+        last = replay_rows(engine, log.read_bodies())
         took, cpu = time.perf_counter() - start, time.process_time() - cpu
         assert last == len(entries)
         result[f"replay_{label}_s"] = round(took, 2)
@@ -330,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{rep['simulated_hours']} h simulated):")
     print(f"  ingest through Ledger + MemoryLog  {rep['ingest_events_per_s']:>9,} events/s")
     for label in ("memory", "sqlite"):
-        print(f"  replay_into from {label:<17} {rep[f'replay_{label}_events_per_s']:>9,} events/s"
+        print(f"  replay from {label:<17} {rep[f'replay_{label}_events_per_s']:>9,} events/s"
               f"  ({rep[f'replay_{label}_entries_per_s']:,} log entries/s; "
               f"{rep[f'replay_{label}_events_per_cpu_s']:,} events per CPU second)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
