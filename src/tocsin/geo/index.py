@@ -64,15 +64,6 @@ LARGE_LEAF_SCALE_VARIATION = 1e-3
 _DIRECTIONS = np.array(
     [(math.cos(a), math.sin(a)) for a in np.radians(np.arange(0.0, 360.0, 22.5))]
 )
-
-
-def _along(xy: FloatArray) -> FloatArray:
-    """Each row's extent along each of `_DIRECTIONS` (rows x directions): x·cos + y·sin as a
-    product, a product and a sum, as the compiled kernel computes it. Not `xy @ _DIRECTIONS.T`:
-    that wakes OpenBLAS, whose worker threads then spin on the other CPU."""
-    result: FloatArray = xy[:, :1] * _DIRECTIONS[:, 0]
-    result += xy[:, 1:2] * _DIRECTIONS[:, 1]
-    return result
 # Boundary vertices per leaf tried against the footprint before GEOS `intersects` (step 3):
 # 8 decide about 70 % of the leaves the interior point left (a drone's cone over hromadas).
 _SAMPLES = 8
@@ -84,6 +75,15 @@ DENSIFY_DEG = 0.1
 # shorter than 2 km, keep them within metres of the planar polygon `hits()` used up to ~1,000 km.
 OUTLINE_SEGMENTS = 400
 OUTLINE_MIN_SEGMENT_M = 2_000.0
+
+
+def _along(xy: FloatArray) -> FloatArray:
+    """Each row's extent along each of `_DIRECTIONS` (rows x directions): x·cos + y·sin as a
+    product, a product and a sum, as the compiled kernel computes it. Not `xy @ _DIRECTIONS.T`:
+    that wakes OpenBLAS, whose worker threads then spin on the other CPU."""
+    result: FloatArray = xy[:, :1] * _DIRECTIONS[:, 0]
+    result += xy[:, 1:2] * _DIRECTIONS[:, 1]
+    return result
 
 
 class LeafIndex:

@@ -32,7 +32,6 @@ from pyproj.enums import TransformDirection
 __all__ = ["GEOD", "PlanarFrame", "geod_fwd_inplace"]
 
 GEOD = Geod(ellps="WGS84")
-
 _LONLAT = CRS.from_epsg(4326)
 # Planar distances longer than this go through `Geod.inv`: beyond ~3,000 km the straight planar
 # segment drifts from the geodesic's image and Simpson's rule passes 0.1 %.
