@@ -8,6 +8,7 @@ vertex, origins on a boundary, holes, islands and leaves that have collapsed to 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -140,6 +141,26 @@ def test_rings_through_leaf_vertices(picks: list[tuple[int, float, float, bool]]
         return  # footprints are simple polygons; GEOS itself has no one answer for others
     found = SMALL._cover_ring(x, y)  # noqa: SLF001
     assert np.array_equal(found, geos_meets(x, y)), coords
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, len(CORNERS) - 1), st.floats(0.0, 2.0 * math.pi),
+       st.sampled_from([1e-12, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-3]), st.booleans(),
+       st.floats(10.0, 5e3))
+def test_rings_that_just_miss_or_just_reach_a_leaf_vertex(
+    i: int, angle: float, gap: float, outside: bool, size: float
+) -> None:
+    # A triangle whose edge passes a leaf vertex a hair's breadth away (down to 1e-12 m, below
+    # the spacing of the coordinates themselves), on either side: each sign the kernel
+    # decides there must be the one GEOS's robust predicates give.
+    v = CORNERS[i]
+    t = np.array([math.cos(angle), math.sin(angle)])
+    n = np.array([-t[1], t[0]])
+    base = v + (gap if outside else -gap) * n  # the edge's line, off the vertex by `gap`
+    coords = [tuple(base - size * t), tuple(base + size * t), tuple(base + size * n)]
+    x, y = ring_of([(float(a), float(b)) for a, b in coords])
+    found = SMALL._cover_ring(x, y)  # noqa: SLF001
+    assert np.array_equal(found, geos_meets(x, y)), (coords, gap, outside)
 
 
 @settings(max_examples=300, deadline=None)
