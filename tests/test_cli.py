@@ -275,3 +275,31 @@ def test_help(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None
     # `audit counterfactual` is parsed as `audit-counterfactual` (`audit` itself takes options)
     shown = " ".join(path).replace("audit-counterfactual", "audit counterfactual")
     assert out.startswith(f"usage: tocsin {shown}".rstrip())
+
+
+def test_a_terminal_progress_bar_is_drawn_in_a_thousand_steps_not_one_per_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # rich takes a lock per update: `replay` reports every entry, which on a 250,000-entry log
+    # cost over a second when each report redrew the bar
+    import sys
+
+    from rich.progress import Progress
+
+    from tocsin.cli.common import progress
+
+    shown: list[float] = []
+    original = Progress.update
+
+    def counting(self: Progress, task: Any, **kwargs: Any) -> None:
+        shown.append(kwargs["completed"])
+        original(self, task, **kwargs)
+
+    monkeypatch.setattr(Progress, "update", counting)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    total = 250_000
+    with progress(total, "replay") as advance:
+        for n in range(1, total + 1):
+            advance(n)
+    assert 900 <= len(shown) <= 1001
+    assert shown[-1] == total and shown == sorted(shown)
